@@ -1,0 +1,4 @@
+from interp.cli import main
+
+if __name__ == "__main__":
+    main()

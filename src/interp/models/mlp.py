@@ -1,0 +1,106 @@
+"""The MNIST MLP of the Keras ``mnist_mlp`` example, as a LightningModule.
+
+784-512-512-10 with ReLU and dropout 0.2 after each hidden layer. The linear layers are named
+``dense_1``, ``dense_2``, ``dense_3`` like the Keras model, so ``dense_1`` unit 32 means the same
+neuron here as in the original notebook (its pre-activation: the ReLU is the separate module
+``relu_1``, so maximizing ``dense_1`` never stalls on a dead ReLU). Normalization and flattening
+are modules inside the model: it takes images in [0, 1] shaped (N, 1, 28, 28).
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, with mean and std as buffers (they follow ``.to()``)."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class MnistMLP(L.LightningModule):
+    """MNIST classifier 784-512-512-10 (``dense_1``, ``dense_2``, ``dense_3``).
+
+    Args:
+        hidden: width of the two hidden layers.
+        dropout: dropout after each hidden ReLU.
+        lr: learning rate of the optimizer.
+        optimizer: ``adam`` (default) or ``rmsprop`` (the Keras example's choice).
+        input_shape: image shape (C, H, W) the model takes.
+    """
+
+    def __init__(
+        self,
+        hidden: int = 512,
+        dropout: float = 0.2,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        input_shape: tuple[int, int, int] = (1, 28, 28),
+        num_classes: int = 10,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        c, h, w = input_shape
+        self.example_input_array = torch.zeros(1, c, h, w)
+        self.normalize = Normalize([MNIST_MEAN] * c, [MNIST_STD] * c)
+        self.flatten = nn.Flatten()
+        self.dense_1 = nn.Linear(c * h * w, hidden)
+        self.relu_1 = nn.ReLU()
+        self.dropout_1 = nn.Dropout(dropout)
+        self.dense_2 = nn.Linear(hidden, hidden)
+        self.relu_2 = nn.ReLU()
+        self.dropout_2 = nn.Dropout(dropout)
+        self.dense_3 = nn.Linear(hidden, num_classes)
+        self.train_acc = MulticlassAccuracy(num_classes)
+        self.val_acc = MulticlassAccuracy(num_classes)
+        self.test_acc = MulticlassAccuracy(num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.flatten(self.normalize(x))
+        x = self.dropout_1(self.relu_1(self.dense_1(x)))
+        x = self.dropout_2(self.relu_2(self.dense_2(x)))
+        return self.dense_3(x)
+
+    def _step(self, batch, metric, stage: str):
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        metric(logits, y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=stage != "train")
+        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, self.train_acc, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, self.val_acc, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, self.test_acc, "test")
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).argmax(dim=1)
+
+    def configure_optimizers(self):
+        name = self.hparams.optimizer.lower()
+        if name == "adam":
+            return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        if name == "rmsprop":
+            return torch.optim.RMSprop(self.parameters(), lr=self.hparams.lr)
+        raise ValueError(f"unknown optimizer {self.hparams.optimizer!r}: use 'adam' or 'rmsprop'")

@@ -1,0 +1,95 @@
+"""Representation inversion (Mahendran & Vedaldi 2015, "Understanding deep image
+representations by inverting them").
+
+Starting from noise, find an image ``x`` whose representation at ``layer`` matches a target:
+minimize ``||phi(x) - phi0||^2 / ||phi0||^2 + lambda_alpha * N_alpha(x) + lambda_tv * TV^beta(x)``.
+
+::
+
+    result = invert(model, "dense_1", digits)   # digits [N, 1, 28, 28] in [0, 1]
+    result.image, result.error                  # reconstructions, relative error per item
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from interp.optvis import objectives as obj
+from interp.optvis.capture import Capture, frozen, model_device
+from interp.optvis.param import image as image_param
+from interp.optvis.transforms import roll
+
+
+@dataclass
+class Inversion:
+    """Reconstructions [B, C, H, W] (CPU, [0, 1]), the final relative representation error
+    ``||phi(x) - phi0||^2 / ||phi0||^2`` per item, and the loss per step [steps, B]."""
+
+    image: torch.Tensor
+    error: torch.Tensor
+    history: torch.Tensor
+
+
+def invert(
+    model: nn.Module,
+    layer: str,
+    target: torch.Tensor,
+    target_is_activation: bool = False,
+    shape: tuple[int, ...] | None = None,
+    steps: int = 400,
+    lr: float = 0.05,
+    alpha: float = 6.0,
+    beta: float = 2.0,
+    lambda_alpha: float = 1e-5,
+    lambda_tv: float = 1e-4,
+    jitter: int = 0,
+    seed: int = 0,
+    progress: bool = False,
+) -> Inversion:
+    """Invert the representation of ``target`` (images in [0, 1], or activations of ``layer``
+    when ``target_is_activation``; then ``shape`` gives the image shape (B, C, H, W))."""
+    device = model_device(model)
+    generator = torch.Generator().manual_seed(seed)
+    with frozen(model), Capture(model, [layer]) as cap:
+        if target_is_activation:
+            phi0 = target.detach().to(device)
+            if shape is None:
+                raise ValueError("inverting an activation needs shape=(B, C, H, W) of the image")
+            shape = tuple(shape)
+        else:
+            images = target.unsqueeze(0) if target.dim() == 3 else target
+            images = images.detach().to(device)
+            with torch.no_grad():
+                phi0 = cap(images)[layer]
+            shape = tuple(images.shape)
+        dims = tuple(range(1, phi0.dim()))
+        norm0 = phi0.pow(2).sum(dims).clamp(min=1e-12)
+        param = image_param(shape, fft=False, decorrelate=False, sd=0.5, seed=seed).to(device)
+        opt = torch.optim.Adam(param.parameters(), lr=lr)
+        shift = roll(jitter)
+        alpha_reg, tv_reg = obj.alpha_norm(alpha), obj.total_variation(beta)
+        history = []
+        bar = range(steps)
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(bar, desc="invert", leave=False)
+        for _ in bar:
+            opt.zero_grad(set_to_none=True)
+            x = param()
+            phi = cap(shift(x, generator))[layer]
+            err = (phi - phi0).pow(2).sum(dims) / norm0
+            reg = {obj.INPUT: x}
+            loss = err + lambda_alpha * alpha_reg(reg) + lambda_tv * tv_reg(reg)
+            if not torch.isfinite(loss).all():
+                raise FloatingPointError(f"inversion loss is not finite: {loss.detach().cpu().tolist()}")
+            loss.sum().backward()
+            opt.step()
+            history.append(loss.detach())
+        with torch.no_grad():
+            x = param()
+            final_error = ((cap(x)[layer] - phi0).pow(2).sum(dims) / norm0).cpu()
+    return Inversion(x.detach().cpu(), final_error, torch.stack(history).cpu() if history else torch.zeros(0))

@@ -1,0 +1,525 @@
+"""Top-k mining: the dataset examples that excite (or inhibit) each unit of a layer the most.
+
+One pass over the data keeps, for every unit of the layer at once, the ``k`` largest activations
+and the dataset indices of the examples that produced them. Memory is O(units x k): each batch is
+merged into a running ``[units, k]`` buffer and then dropped; activations of the whole data set
+are never stored.
+
+Example::
+
+    top = mine_topk(model, "dense_1", images, k=9)
+    top.indices[32]        # the 9 images that drive dense_1 unit 32 the hardest, best first
+
+Ordering is exact and deterministic: values descending (ascending for the bottom-k), and equal
+values are ordered by the lower dataset index first, also across batches, shards and processes.
+
+How a batch is merged (the fast path, float activations of at most 32 bits):
+
+* Each activation becomes one ``int64`` key: the upper 32 bits are the float's bits mapped to an
+  order-preserving integer, the lower 32 bits are ``2**32 - 1 - index``. Keys are unique, so
+  ``torch.topk`` on keys gives the exact order with ties broken by the lower index, whatever the
+  kernel does with equal values. The running buffer holds only keys (and spatial positions).
+* Once every unit has ``k`` entries, an example can enter a unit's buffer only if its activation
+  is strictly above the unit's current k-th value (an equal value loses the tie: its index is
+  higher than every index already seen). The batch is cut into groups of 32 rows; one max over
+  each group and one comparison against the thresholds find the few (group, unit) pairs that
+  can change anything, and only those are merged. Late in a pass almost nothing passes the
+  threshold, so mining costs little more than the forward pass itself.
+
+Other activation dtypes (float64) take a simple exact path: concatenate and sort stably.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from interp.optvis.capture import Capture, model_device
+
+__all__ = ["TopK", "mine_topk", "merge_topk", "all_gather_topk", "shard_range"]
+
+SPATIAL_REDUCTIONS = ("max", "mean")
+
+_LOW = 1 << 32  # keys are order(value) * 2**32 + (2**32 - 1 - index)
+_MAX_INDEX = _LOW - 2  # keeps every real key above the int64 minimum used as padding
+_INT64_MIN = -(1 << 63)
+_GROUP = 32  # rows per group in the threshold test of the fast merge
+_KEY_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+@dataclass
+class TopK:
+    """The top-k (or bottom-k) examples of each unit of one layer.
+
+    Attributes:
+        values: ``[U, k]`` activations, best first: descending for ``largest=True``, ascending
+            (most negative first) for the bottom-k. Equal values keep the lower index first.
+        indices: ``[U, k]`` int64 dataset indices of the examples.
+        positions: ``[U, k, 2]`` int64 ``(y, x)`` of the spatial maximum for conv layers mined
+            with ``spatial="max"``; ``None`` otherwise.
+        units: ``[U]`` int64 unit (channel) numbers, one per row.
+        layer: the layer name.
+        largest: ``True`` for the top-k, ``False`` for the bottom-k.
+        requested_k: the ``k`` asked for. ``values`` has fewer columns when the data held fewer
+            examples; :func:`merge_topk` uses it to know how many to keep.
+    """
+
+    values: torch.Tensor
+    indices: torch.Tensor
+    positions: torch.Tensor | None
+    units: torch.Tensor
+    layer: str
+    largest: bool = True
+    requested_k: int | None = None
+
+    @property
+    def k(self) -> int:
+        """Number of examples kept per unit (columns of ``values``)."""
+        return self.values.shape[1]
+
+    def to(self, device: torch.device | str) -> "TopK":
+        """The same result with its tensors on ``device``."""
+        pos = None if self.positions is None else self.positions.to(device)
+        return TopK(self.values.to(device), self.indices.to(device), pos, self.units.to(device),
+                    self.layer, self.largest, self.requested_k)
+
+
+# --------------------------------------------------------------------------------------------
+# Exact ordering helpers
+
+
+def _encode(s: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Unique int64 keys whose order is (value descending, index ascending) for float32 ``s``."""
+    bits = (s + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0: the two compare equal
+    order = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # monotone map float -> signed int32
+    return order.to(torch.int64) * _LOW + (_LOW - 1 - index)
+
+
+def _decode_values(keys: torch.Tensor) -> torch.Tensor:
+    order = (keys >> 32).to(torch.int32)
+    bits = order ^ ((order >> 31) & 0x7FFFFFFF)  # the map is its own inverse
+    return bits.view(torch.float32)
+
+
+def _decode_indices(keys: torch.Tensor) -> torch.Tensor:
+    return (_LOW - 1) - (keys & (_LOW - 1))
+
+
+def _sort_select(values, indices, positions, k: int, largest: bool):
+    """The first ``k`` of each row in (value, then lower index) order, by two stable sorts."""
+    by_index = indices.argsort(dim=1, stable=True)
+    by_value = values.gather(1, by_index).argsort(dim=1, descending=largest, stable=True)
+    order = by_index.gather(1, by_value)[:, :k]
+    pos = None
+    if positions is not None:
+        where = order.view(order.shape + (1,) * (positions.ndim - 2)).expand(order.shape + positions.shape[2:])
+        pos = positions.gather(1, where)
+    return values.gather(1, order), indices.gather(1, order), pos
+
+
+# --------------------------------------------------------------------------------------------
+# Mining
+
+
+def _batches(data, batch_size: int) -> Iterator[torch.Tensor]:
+    if isinstance(data, torch.Tensor):
+        for start in range(0, data.shape[0], batch_size):
+            yield data[start : start + batch_size]
+        return
+    for batch in data:
+        if isinstance(batch, (tuple, list)):
+            if not batch:
+                raise TypeError("mine_topk got an empty tuple/list as a batch")
+            batch = batch[0]
+        if not isinstance(batch, torch.Tensor):
+            raise TypeError(
+                f"mine_topk: a batch must be a Tensor or a tuple/list whose first element is the "
+                f"input Tensor, got {type(batch).__name__}"
+            )
+        yield batch
+
+
+def _float_dtype(model: nn.Module) -> torch.dtype:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def _prepare(x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Move a batch to the model; uint8 images (0..255) become floats in [0, 1]."""
+    x = x.to(device)
+    if x.dtype == torch.uint8:
+        x = x.to(dtype).div_(255)
+    return x
+
+
+def _as_units(units) -> torch.Tensor | None:
+    if units is None:
+        return None
+    t = torch.as_tensor(units)
+    if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"units must be integers, got dtype {t.dtype}")
+    t = t.to(torch.int64).reshape(-1)
+    if t.numel() == 0:
+        raise ValueError("units is empty: pass None for every unit of the layer")
+    return t
+
+
+class _Running:
+    """The running per-unit buffers of one mining pass."""
+
+    def __init__(self, k: int, largest: bool, spatial: str):
+        self.k = k
+        self.largest = largest
+        self.spatial = spatial
+        self.fast: bool | None = None  # key path (float32-compatible) or stable-sort path
+        self.keys: torch.Tensor | None = None  # fast path: [U, r] int64 keys, best first
+        self.values: torch.Tensor | None = None  # slow path: [U, r] values
+        self.indices: torch.Tensor | None = None  # slow path: [U, r] indices
+        self.pos: torch.Tensor | None = None  # [U, r] flat spatial positions (conv + max)
+        self.thr: torch.Tensor | None = None  # fast path, full buffer: k-th value, sign applied
+        self.dtype: torch.dtype | None = None
+        self.width: int | None = None  # W of conv outputs, to split flat positions
+
+    @property
+    def filled(self) -> int:
+        buf = self.keys if self.fast else self.values
+        return 0 if buf is None else buf.shape[1]
+
+    def add(self, a: torch.Tensor, pos: torch.Tensor | None, base: int) -> None:
+        """Merge one batch: ``a`` [B, U] activations, ``pos`` [B, U] flat positions or None."""
+        if self.fast is None:
+            self.fast = a.dtype in _KEY_DTYPES
+            self.dtype = a.dtype
+        if not self.fast:
+            self._add_sorted(a, pos, base)
+        elif self.filled < self.k:
+            self._add_dense(a, pos, base)
+        else:
+            self._add_sparse(a, pos, base)
+
+    def _add_sorted(self, a, pos, base):
+        idx = torch.arange(base, base + a.shape[0], device=a.device).expand(a.shape[1], -1)
+        values, indices, p = a.t(), idx, None if pos is None else pos.t()
+        if self.values is not None:
+            values = torch.cat([self.values, values], 1)
+            indices = torch.cat([self.indices, indices], 1)
+            p = None if p is None else torch.cat([self.pos, p], 1)
+        self.values, self.indices, self.pos = _sort_select(values, indices, p, self.k, self.largest)
+
+    def _add_dense(self, a, pos, base):
+        s = a.float() if self.largest else -a.float()
+        idx = torch.arange(base, base + a.shape[0], device=a.device).unsqueeze(1)
+        keys = _encode(s, idx).t()
+        p = None if pos is None else pos.t()
+        if self.keys is not None:
+            keys = torch.cat([self.keys, keys], 1)
+            p = None if p is None else torch.cat([self.pos, p], 1)
+        keys, where = keys.topk(min(self.k, keys.shape[1]), dim=1)
+        self.keys = keys
+        self.pos = None if p is None else p.gather(1, where)
+        if self.filled == self.k:
+            self.thr = _decode_values(keys[:, -1])
+
+    def _add_sparse(self, a, pos, base):
+        a = a.contiguous()
+        b, u = a.shape
+        size = math.gcd(b, _GROUP)
+        groups = a.view(b // size, size, u)
+        if self.largest:
+            best = groups.amax(1)
+        else:
+            best = groups.amin(1).neg_()
+        # (unit, group) pairs whose best value beats the unit's k-th; sorted by unit, then group
+        hits = (best > self.thr).t().nonzero()
+        if hits.shape[0] == 0:
+            return
+        unit, group = hits.unbind(1)
+        s = groups[group, :, unit].float()  # [h, size]
+        if not self.largest:
+            s = s.neg_()
+        rows = torch.arange(size, device=a.device)
+        keys = _encode(s, base + group.unsqueeze(1) * size + rows)
+
+        counts = torch.bincount(unit, minlength=u)
+        touched = counts.nonzero().squeeze(1)
+        width = int(counts.max())
+        first = counts.cumsum(0) - counts  # where each unit's hits start in `hits`
+        slot = torch.arange(unit.shape[0], device=a.device) - first[unit]
+        row = (counts > 0).cumsum(0).sub_(1)[unit]  # compact row of each hit's unit
+
+        padded = torch.full((touched.shape[0], width, size), _INT64_MIN, dtype=torch.int64, device=a.device)
+        padded[row, slot] = keys
+        merged = torch.cat([self.keys.index_select(0, touched), padded.view(touched.shape[0], -1)], 1)
+        new, where = merged.topk(self.k, dim=1)
+        self.keys.index_copy_(0, touched, new)
+        self.thr.index_copy_(0, touched, _decode_values(new[:, -1]))
+        if pos is not None:
+            ppad = torch.zeros((touched.shape[0], width, size), dtype=torch.int64, device=a.device)
+            ppad[row, slot] = pos.reshape(b // size, size, u)[group, :, unit]
+            pmerged = torch.cat([self.pos.index_select(0, touched), ppad.view(touched.shape[0], -1)], 1)
+            self.pos.index_copy_(0, touched, pmerged.gather(1, where))
+
+    def result(self, units: torch.Tensor, layer: str) -> TopK:
+        if self.fast:
+            s = _decode_values(self.keys)
+            values = (s if self.largest else -s).to(self.dtype)
+            indices = _decode_indices(self.keys)
+        else:
+            values, indices = self.values, self.indices
+        positions = None
+        if self.pos is not None:
+            positions = torch.stack([self.pos // self.width, self.pos % self.width], dim=-1)
+            positions = positions.cpu()
+        return TopK(values.cpu(), indices.cpu(), positions, units.cpu(), layer, self.largest, self.k)
+
+
+def _unit_activations(out: torch.Tensor, units: torch.Tensor | None, spatial: str, layer: str):
+    """``[B, U]`` activations (and ``[B, U]`` flat argmax positions) from a layer output."""
+    if out.ndim not in (2, 4):
+        raise ValueError(
+            f"mine_topk supports layers with outputs [N, C] or [N, C, H, W]; {layer!r} gives "
+            f"{tuple(out.shape)}"
+        )
+    if units is not None:
+        out = out.index_select(1, units)
+    if out.ndim == 2:
+        return out, None
+    flat = out.flatten(2)
+    if spatial == "mean":
+        return flat.mean(2), None
+    values, pos = flat.max(2)  # the first position of the maximum
+    return values, pos
+
+
+def mine_topk(
+    model: nn.Module,
+    layer: str,
+    data: torch.Tensor | Iterable,
+    k: int = 16,
+    units: Sequence[int] | torch.Tensor | int | None = None,
+    spatial: str = "max",
+    largest: bool = True,
+    batch_size: int = 1024,
+    index_offset: int = 0,
+    progress: bool = False,
+) -> TopK:
+    """The ``k`` examples with the largest (or smallest) activation for every unit of ``layer``.
+
+    Args:
+        model: any ``nn.Module``; it runs on its own device, in eval mode (its mode is restored
+            after), under ``torch.inference_mode``, and only up to ``layer``.
+        layer: a name from ``model.named_modules()``.
+        data: a Tensor ``[N, ...]`` of inputs (cut into batches of ``batch_size``), or any
+            iterable of batches, a batch being a Tensor or a tuple/list whose first element is
+            the input (a DataLoader over ``(image, label)`` pairs works). uint8 batches are
+            taken as images in 0..255 and scaled to [0, 1] in the model's float dtype; other
+            dtypes are passed unchanged. The data is read once.
+        k: examples kept per unit. When the data holds fewer than ``k`` examples, all of them
+            are kept: the result has ``min(k, N)`` columns (``TopK.requested_k`` remembers k).
+        units: unit (channel) numbers to mine, in the order wanted; ``None`` for all units.
+        spatial: how a conv channel ([N, C, H, W] output) becomes one number per example:
+            ``"max"`` (its spatial position is kept in ``TopK.positions``; the first maximum
+            in row-major order on ties) or ``"mean"``. The same reduction is used for the
+            bottom-k.
+        largest: ``True`` for the top-k, ``False`` for the bottom-k (most negative first).
+        batch_size: batch size when ``data`` is a Tensor.
+        index_offset: dataset index of the first example (for shards: the shard's start).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        :class:`TopK`, on the CPU, ordered best first; equal values keep the lower dataset
+        index first. NaN activations have no defined order.
+
+    Raises:
+        ValueError: unknown layer, unit out of range, ``k < 1``, empty data, unknown
+            ``spatial``, or a layer output that is not 2-D or 4-D.
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    if spatial not in SPATIAL_REDUCTIONS:
+        raise ValueError(f"spatial must be one of {SPATIAL_REDUCTIONS}, got {spatial!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if index_offset < 0:
+        raise ValueError(f"index_offset must be >= 0, got {index_offset}")
+    unit_list = _as_units(units)
+    if isinstance(data, torch.Tensor) and (data.ndim == 0 or data.shape[0] == 0):
+        raise ValueError("mine_topk got empty data (no examples)")
+
+    device = model_device(model)
+    dtype = _float_dtype(model)
+    batches = _batches(data, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        total = None
+        if isinstance(data, torch.Tensor):
+            total = math.ceil(data.shape[0] / batch_size)
+        elif hasattr(data, "__len__"):
+            total = len(data)
+        batches = tqdm(batches, total=total, desc=f"top-k {layer}", unit="batch")
+
+    running = _Running(k, largest, spatial)
+    sel: torch.Tensor | None = None
+    channels = None
+    seen = 0
+    was_training = model.training
+    # stop=True ends the forward pass in the hook right after `layer` has run, so no later
+    # module (an in-place ReLU, say) can touch its output before we read it: no copy needed.
+    try:
+        with Capture(model, layer, stop=True, clone=False) as cap, torch.inference_mode():
+            model.eval()
+            for x in batches:
+                n = x.shape[0] if x.ndim else 0
+                if n == 0:
+                    continue
+                if index_offset + seen + n - 1 > _MAX_INDEX:
+                    raise ValueError(f"dataset indices above {_MAX_INDEX} are not supported")
+                out = cap(_prepare(x, device, dtype))[layer]
+                if channels is None:
+                    channels = out.shape[1] if out.ndim >= 2 else 0
+                    sel = _check_units(unit_list, channels, layer, out)
+                    if out.ndim == 4:
+                        running.width = out.shape[3]
+                a, pos = _unit_activations(out, sel, spatial, layer)
+                running.add(a, pos, index_offset + seen)
+                seen += n
+    finally:
+        model.train(was_training)
+        if progress:
+            batches.close()
+    if seen == 0:
+        raise ValueError("mine_topk got empty data (no examples)")
+    all_units = unit_list if unit_list is not None else torch.arange(channels)
+    return running.result(all_units, layer)
+
+
+def _check_units(units: torch.Tensor | None, channels: int, layer: str, out: torch.Tensor):
+    if out.ndim not in (2, 4):
+        return None  # _unit_activations raises the error
+    if units is None:
+        return None
+    bad = units[(units < 0) | (units >= channels)]
+    if bad.numel():
+        raise ValueError(
+            f"unit {int(bad[0])} is out of range for layer {layer!r}, which has {channels} units "
+            f"(valid: 0..{channels - 1})"
+        )
+    return units.to(out.device)
+
+
+# --------------------------------------------------------------------------------------------
+# Shards and processes
+
+
+def merge_topk(results: Sequence[TopK], k: int | None = None) -> TopK:
+    """One exact :class:`TopK` from results mined on disjoint parts of the data.
+
+    Same order as one pass over all the data: best first, equal values by lower index.
+    ``k`` defaults to the ``requested_k`` of the results (or their widest ``k``).
+    """
+    results = list(results)
+    if not results:
+        raise ValueError("merge_topk needs at least one result")
+    first = results[0]
+    for r in results[1:]:
+        if r.layer != first.layer or r.largest != first.largest:
+            raise ValueError(
+                f"cannot merge results of different layers or directions: "
+                f"({first.layer!r}, largest={first.largest}) and ({r.layer!r}, largest={r.largest})"
+            )
+        if r.units.shape != first.units.shape or not torch.equal(r.units.cpu(), first.units.cpu()):
+            raise ValueError("cannot merge results for different units")
+        if (r.positions is None) != (first.positions is None):
+            raise ValueError("cannot merge results with and without spatial positions")
+    if k is None:
+        k = max(r.requested_k or r.k for r in results)
+    device = first.values.device
+    values = torch.cat([r.values.to(device) for r in results], 1)
+    indices = torch.cat([r.indices.to(device) for r in results], 1)
+    positions = None
+    if first.positions is not None:
+        positions = torch.cat([r.positions.to(device) for r in results], 1)
+    values, indices, positions = _sort_select(values, indices, positions, k, first.largest)
+    return TopK(values, indices, positions, first.units, first.layer, first.largest, k)
+
+
+def all_gather_topk(result: TopK, group=None) -> TopK:
+    """Merge the results of all ranks of a ``torch.distributed`` group; every rank gets it.
+
+    Each rank mines its own contiguous shard (see :func:`shard_range`) with
+    ``index_offset=start``. Ranks whose shard held fewer than ``k`` examples are padded for
+    the collective and the padding is dropped before the exact merge. Without an initialized
+    process group (or with one process) the result is returned as is. The result has the
+    devices of ``result``; with the NCCL backend the exchange runs on the current CUDA device.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return result
+    world = dist.get_world_size(group)
+    if world == 1:
+        return result
+    device = result.values.device
+    if dist.get_backend(group) == "nccl":
+        device = torch.device("cuda", torch.cuda.current_device())
+
+    n_units, width = result.values.shape
+    meta = torch.tensor([n_units, width, result.requested_k or width, result.positions is not None],
+                        dtype=torch.int64, device=device)
+    metas = [torch.empty_like(meta) for _ in range(world)]
+    dist.all_gather(metas, meta, group=group)
+    metas = [m.tolist() for m in metas]
+    if any(m[0] != n_units or m[3] != meta[3].item() for m in metas):
+        raise ValueError(f"all_gather_topk: ranks mined different numbers of units or layer kinds: {metas}")
+    common = max(m[1] for m in metas)
+    requested = max(m[2] for m in metas)
+
+    def gather(t: torch.Tensor, fill) -> list[torch.Tensor]:
+        t = t.to(device)
+        if t.shape[1] < common:
+            pad_shape = (t.shape[0], common - t.shape[1]) + tuple(t.shape[2:])
+            t = torch.cat([t, torch.full(pad_shape, fill, dtype=t.dtype, device=device)], 1)
+        out = [torch.empty_like(t) for _ in range(world)]
+        dist.all_gather(out, t.contiguous(), group=group)
+        return out
+
+    units = gather(result.units.unsqueeze(1), -1)
+    if any(not torch.equal(u, units[0]) for u in units):
+        raise ValueError("all_gather_topk: ranks mined different units")
+    values = gather(result.values, float("-inf") if result.largest else float("inf"))
+    indices = gather(result.indices, -1)
+    positions = None if result.positions is None else gather(result.positions, -1)
+
+    home = result.values.device
+    parts = []
+    for rank, m in enumerate(metas):
+        w = m[1]  # drop the padding
+        pos = None if positions is None else positions[rank][:, :w].to(home)
+        parts.append(TopK(values[rank][:, :w].to(home), indices[rank][:, :w].to(home), pos,
+                          result.units, result.layer, result.largest, requested))
+    return merge_topk(parts, k=requested)
+
+
+def shard_range(n: int, rank: int, world_size: int, align: int = 1) -> tuple[int, int]:
+    """``(start, stop)`` of rank ``rank``'s contiguous shard of ``n`` examples.
+
+    Shards are as even as possible, in rank order, and cover ``range(n)`` exactly once. With
+    ``align`` > 1 every boundary except the final ``n`` is a multiple of ``align`` (give the
+    batch size: each rank's batches are then the very batches of a single-process pass).
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
+    if n < 0 or align < 1:
+        raise ValueError(f"need n >= 0 and align >= 1, got n={n}, align={align}")
+    blocks = -(-n // align)
+    base, extra = divmod(blocks, world_size)
+    start = rank * base + min(rank, extra)
+    stop = start + base + (1 if rank < extra else 0)
+    return min(start * align, n), min(stop * align, n)

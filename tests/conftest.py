@@ -1,0 +1,69 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mnist_root() -> Path | None:
+    candidates = [os.environ.get("INTERP_DATA_DIR"), REPO.parent / "shared" / "data", REPO / "data"]
+    for c in candidates:
+        if c and (Path(c) / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+            return Path(c)
+    return None
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    """The real MNIST root; in CI its absence is a failure, elsewhere the test is skipped."""
+    root = _mnist_root()
+    if root is None:
+        if os.environ.get("CI"):
+            pytest.fail("real MNIST not found: set INTERP_DATA_DIR (CI points it at ../shared/data)")
+        pytest.skip("real MNIST not found (set INTERP_DATA_DIR)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_small(mnist_root):
+    """The first 6,000 real training digits as float [0, 1] and their labels."""
+    from interp.data import load_mnist
+
+    x, y = load_mnist(mnist_root, train=True, download=False)
+    return x[:6000].float() / 255, y[:6000]
+
+
+def train_quick(model, x, y, epochs=2, batch=128, lr=1e-3, seed=0):
+    """Train ``model`` for a few seconds with a plain loop (for tests that need trained weights)."""
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), batch):
+            idx = perm[i:i + batch]
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def trained_mlp(mnist_small):
+    from interp.models import MnistMLP
+
+    torch.manual_seed(0)
+    x, y = mnist_small
+    return train_quick(MnistMLP(), x, y, epochs=2)
+
+
+@pytest.fixture()
+def env_with_data(mnist_root):
+    env = dict(os.environ)
+    env["INTERP_DATA_DIR"] = str(mnist_root)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
