@@ -58,6 +58,7 @@ def _train(cfg: DictConfig):
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()  # fail early, with one line, when the data set is missing
     model = instantiate(cfg.model)
     logger = instantiate(cfg.logger, save_dir=str(run_dir)) if cfg.get("logger") else False
     checkpoint = ModelCheckpoint(
@@ -76,7 +77,6 @@ def _train(cfg: DictConfig):
     if cfg.get("resume"):
         ckpt_path = find_checkpoint(str(cfg.resume), cfg.runs_dir, exclude=run_dir)
         print(f"resuming from {ckpt_path}")
-    datamodule.prepare_data()  # fail early (and once) when the data set is missing
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     if trainer.interrupted:
         print(f"\ninterrupted: the last checkpoint is in {run_dir / 'checkpoints'}; "

@@ -31,6 +31,8 @@ class Rendering:
         thresholds: the steps at which ``images`` were taken.
         history: objective per step and batch row, [steps, B] (on the transformed images).
         scores: the objective of the final images without transforms, [B].
+        units, activations: for ``render_units``, the unit of each row and the activation the
+            final image achieves for it (without the regularizer), [B].
     """
 
     images: list[torch.Tensor]
@@ -38,6 +40,7 @@ class Rendering:
     history: torch.Tensor
     scores: torch.Tensor
     units: list[int] | None = field(default=None)
+    activations: torch.Tensor | None = field(default=None)
 
     @property
     def image(self) -> torch.Tensor:
@@ -177,4 +180,7 @@ def render_units(
         kwargs["param"] = image(_resolve_shape(model, shape, len(units)), seed=kwargs.get("seed", 0))
     result = render(model, target, **kwargs)
     result.units = units
+    unit_objective = make(layer, units)
+    with frozen(model), Capture(model, [layer]) as cap, torch.no_grad():
+        result.activations = unit_objective(cap(result.image.to(model_device(model)))).cpu()
     return result

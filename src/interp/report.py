@@ -1,0 +1,220 @@
+"""Turning interpretation results into pictures, and writing them to TensorBoard and PNG files.
+
+Algorithms (``interp.optvis``) return tensors; this module assembles grids and panels and hands
+them to a :class:`Reporter`, which writes each image to the run's TensorBoard logger (when there is
+one) and as ``<run>/interp/<tag>.png``. Only global rank zero writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torchvision.utils import make_grid
+
+log = logging.getLogger("interp")
+
+PANEL_TITLES = ("Maximal activation examples", "Visualization by optimization")
+
+
+# --- image assembly -----------------------------------------------------------------------------
+
+def to_rgb(images: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] or [C, H, W] with C in {1, 3} (or more: first three) -> same rank with C = 3."""
+    squeeze = images.dim() == 3
+    x = images.unsqueeze(0) if squeeze else images
+    x = x.detach().float().cpu()
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    elif x.shape[1] == 2:
+        x = torch.cat([x, x[:, :1]], 1)
+    elif x.shape[1] > 3:
+        x = x[:, :3]
+    return x[0] if squeeze else x
+
+
+def upscale(images: torch.Tensor, min_size: int = 112) -> torch.Tensor:
+    """Nearest-neighbour upscaling by an integer factor until the shorter side is >= ``min_size``."""
+    squeeze = images.dim() == 3
+    x = images.unsqueeze(0) if squeeze else images
+    factor = max(1, math.ceil(min_size / min(x.shape[-2:])))
+    if factor > 1:
+        x = F.interpolate(x, scale_factor=factor, mode="nearest")
+    return x[0] if squeeze else x
+
+
+def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: float = 1.0,
+         min_size: int = 0) -> torch.Tensor:
+    """A [3, H, W] grid of ``images`` ([N, C, h, w] in [0, 1]), ``nrow`` per row (default square)."""
+    x = to_rgb(images).clamp(0, 1)
+    if min_size:
+        x = upscale(x, min_size)
+    nrow = nrow or max(1, math.ceil(math.sqrt(x.shape[0])))
+    return make_grid(x, nrow=nrow, padding=padding, pad_value=pad_value)
+
+
+def topk_images(topk, dataset, unit_row: int) -> torch.Tensor:
+    """The examples of row ``unit_row`` of a :class:`~interp.optvis.topk.TopK`, fetched from
+    ``dataset`` (items are images or tuples whose first element is the image)."""
+    items = []
+    for idx in topk.indices[unit_row].tolist():
+        if idx < 0:
+            continue
+        item = dataset[idx]
+        items.append(item[0] if isinstance(item, (tuple, list)) else item)
+    return torch.stack([torch.as_tensor(i, dtype=torch.float32) for i in items])
+
+
+def topk_grid(topk, dataset, unit_row: int, nrow: int | None = None, min_size: int = 0) -> torch.Tensor:
+    """Grid of one unit's maximal-activation examples (values are in ``topk.values[unit_row]``)."""
+    return grid(topk_images(topk, dataset, unit_row), nrow=nrow, min_size=min_size)
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType support for sized default fonts
+        return ImageFont.load_default()
+
+
+def tensor_to_pil(img: torch.Tensor) -> Image.Image:
+    arr = (to_rgb(img).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy())
+    return Image.fromarray(arr)
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    import numpy as np
+
+    return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
+
+
+def titled_row(images: Sequence[torch.Tensor], titles: Sequence[str], title: str | None = None,
+               gap: int = 16, font_size: int = 14) -> torch.Tensor:
+    """Images side by side ([3, H, W] each; shorter ones are scaled to the tallest), each with a
+    caption above it, and an optional overall title: a [3, H, W] tensor on white."""
+    height = max(int(i.shape[-2]) for i in images)
+    scaled = []
+    for img in images:
+        img = to_rgb(img)
+        if img.shape[-2] != height:
+            w = round(img.shape[-1] * height / img.shape[-2])
+            mode = "nearest" if img.shape[-2] < height else "bilinear"
+            img = F.interpolate(img[None], size=(height, w), mode=mode)[0]
+        scaled.append(img.clamp(0, 1))
+    font, big = _font(font_size), _font(font_size + 2)
+    caption_h = font_size + 10
+    title_h = font_size + 14 if title else 0
+    width = sum(int(i.shape[-1]) for i in scaled) + gap * (len(scaled) + 1)
+    canvas = Image.new("RGB", (width, title_h + caption_h + height + gap), "white")
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((width // 2, 6), title, fill="black", font=big, anchor="mt")
+    x = gap
+    for img, caption in zip(scaled, titles):
+        w = int(img.shape[-1])
+        draw.text((x + w // 2, title_h + 4), caption, fill="black", font=font, anchor="mt")
+        canvas.paste(tensor_to_pil(img), (x, title_h + caption_h))
+        x += w + gap
+    return pil_to_tensor(canvas)
+
+
+def unit_panel(examples_grid: torch.Tensor, optimized: torch.Tensor, title: str | None = None,
+               titles: Sequence[str] = PANEL_TITLES) -> torch.Tensor:
+    """The seed figure: a unit's maximal-activation examples on the left, the input optimized
+    for the unit on the right, titled ``Maximal activation examples | Visualization by optimization``."""
+    left = upscale(examples_grid, 256)
+    right = upscale(to_rgb(optimized), left.shape[-2])
+    return titled_row([left, right], titles, title=title)
+
+
+def heatmap_overlay(images: torch.Tensor, maps: torch.Tensor, alpha: float = 0.6) -> torch.Tensor:
+    """Attribution maps ([N, C, H, W] or [N, H, W]) over images: red for positive, blue for
+    negative, each map scaled by its own largest absolute value. Returns [N, 3, H, W]."""
+    m = maps.detach().float().cpu()
+    if m.dim() == 4:
+        m = m.sum(1)
+    scale = m.abs().flatten(1).max(1).values.clamp(min=1e-12).reshape(-1, 1, 1)
+    m = (m / scale).clamp(-1, 1)
+    color = torch.stack([m.clamp(min=0), torch.zeros_like(m), (-m).clamp(min=0)], 1)
+    base = to_rgb(images).clamp(0, 1) * 0.5
+    weight = m.abs().unsqueeze(1) * alpha
+    return (base * (1 - weight) + color * weight).clamp(0, 1)
+
+
+# --- writing --------------------------------------------------------------------------------------
+
+def tag_to_path(root: Path, tag: str) -> Path:
+    parts = [p for p in tag.split("/") if p]
+    if parts and parts[0] == "interp":
+        parts = parts[1:]
+    return root.joinpath(*parts).with_suffix(".png")
+
+
+class Reporter:
+    """Writes images and scalars to a TensorBoard ``SummaryWriter`` (if any) and PNGs under
+    ``<run_dir>/interp/``.
+
+    Args:
+        run_dir: the run folder; PNGs go to ``run_dir/interp/<tag>.png``.
+        writer: a ``torch.utils.tensorboard.SummaryWriter`` (or anything with ``add_image`` and
+            ``add_scalar``), or ``None`` for PNGs only.
+        enabled: false on ranks other than zero: nothing is written.
+    """
+
+    _warned_no_tb = False
+
+    def __init__(self, run_dir: str | Path, writer=None, enabled: bool = True):
+        self.run_dir = Path(run_dir)
+        self.png_dir = self.run_dir / "interp"
+        self.writer = writer
+        self.enabled = enabled
+        self.written: list[Path] = []
+        if writer is None and enabled and not Reporter._warned_no_tb:
+            Reporter._warned_no_tb = True
+            log.warning("interp: no TensorBoard logger on this run; interpretation images are written as PNG files only "
+                        "(under %s)", self.png_dir)
+
+    @classmethod
+    def for_trainer(cls, trainer) -> "Reporter":
+        """The reporter of a Lightning trainer: its first TensorBoard logger, PNGs in its log dir."""
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        writer, run_dir = None, None
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                writer = logger.experiment if trainer.is_global_zero else None
+                run_dir = logger.log_dir
+                break
+        if run_dir is None:
+            run_dir = trainer.log_dir or trainer.default_root_dir
+        return cls(run_dir, writer, enabled=trainer.is_global_zero)
+
+    def image(self, tag: str, img: torch.Tensor, step: int = 0) -> Path | None:
+        """Log a [3, H, W] (or [1, H, W]) image in [0, 1] under ``tag``; returns the PNG path."""
+        if not self.enabled:
+            return None
+        img = to_rgb(img).clamp(0, 1)
+        if self.writer is not None:
+            self.writer.add_image(tag, img, global_step=step, dataformats="CHW")
+        path = tag_to_path(self.png_dir, tag)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensor_to_pil(img).save(path)
+        self.written.append(path)
+        return path
+
+    def scalar(self, tag: str, value: float, step: int = 0) -> None:
+        if self.enabled and self.writer is not None:
+            self.writer.add_scalar(tag, float(value), global_step=step)
+
+    def embedding(self, tag: str, features: torch.Tensor, metadata=None, label_img=None, step: int = 0) -> None:
+        if self.enabled and self.writer is not None:
+            self.writer.add_embedding(features, metadata=metadata, label_img=label_img, global_step=step, tag=tag)
+
+    def flush(self) -> None:
+        if self.enabled and self.writer is not None:
+            self.writer.flush()
