@@ -1,0 +1,209 @@
+"""Interpretation callbacks on real Lightning trainers, read back from real TensorBoard event files."""
+
+import logging
+from pathlib import Path
+
+import lightning.pytorch as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from interp.callbacks import (AttributionCheck, AttributionMismatchError, DeepDream, EmbeddingProjector,
+                              FeatureVisualization, InterpretationCallback, Inversion, TopKExamples, UnitPanel,
+                              parse_units)
+from interp.optvis.attribution import agreement, neuron_attributions, randomization_check
+
+
+class UserCNN(L.LightningModule):
+    """A user's own model: nothing of interp in it."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(4))
+        self.head = nn.Linear(16 * 16, 10)
+        self.example_input_array = torch.zeros(1, 1, 28, 28)
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.cross_entropy(self(x), y)
+        self.log("loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+class UserData(L.LightningDataModule):
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(self.x, self.y), batch_size=64, shuffle=True)
+
+    def test_dataloader(self):
+        return DataLoader(TensorDataset(self.x[:64], self.y[:64]), batch_size=64)
+
+
+def image_tags(log_dir: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for f in Path(log_dir).glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(f), size_guidance={"images": 0, "scalars": 0})
+        acc.Reload()
+        tags |= set(acc.Tags()["images"]) | set(acc.Tags()["scalars"])
+    return tags
+
+
+def test_parse_units():
+    assert parse_units("0-3") == [0, 1, 2, 3] and parse_units("2:4") == [2, 3] and parse_units("3,7,32") == [3, 7, 32]
+    assert parse_units("all", 3) == [0, 1, 2] and parse_units(5) == [5] and parse_units(range(2)) == [0, 1]
+    with pytest.raises(ValueError, match="out of range"):
+        parse_units([0, 9], 5)
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_units("zero")
+
+
+@pytest.mark.slow
+def test_callbacks_on_a_user_cnn(tmp_path, mnist_small):
+    x, y = mnist_small[0][:1024], mnist_small[1][:1024]
+    model = UserCNN()
+    callbacks = [
+        TopKExamples(layer="features.3", units=[0, 5], k=9, progress=False),
+        FeatureVisualization(layer="features.3", units=[0, 5], steps=16, progress=False),
+        UnitPanel(layer="features.3", units=[5], steps=16),
+        Inversion(layer="features.2", n_examples=2, steps=20, split="train"),
+        DeepDream(layer="features.3", images=x[:1], size=None, octaves=2, steps_per_octave=3, jitter=2,
+                  progress=False),
+        AttributionCheck(layer="features.3", units=[5], k=4, ig_steps=16, n_check=16),
+    ]
+    logger = TensorBoardLogger(tmp_path, name="", version="")
+    trainer = L.Trainer(max_epochs=1, logger=logger, callbacks=callbacks, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, UserData(x, y))
+    tags = image_tags(tmp_path)
+    for tag in ("interp/topk/features.3/unit_005", "interp/featvis/features.3/unit_005",
+                "interp/panel/features.3/unit_005", "interp/inversion/features.2", "interp/dream/features.3",
+                "interp/attribution/features.3/unit_005", "interp/captum/features.3/activation_maxdiff",
+                "interp/featvis/features.3/unit_005/ratio_to_dataset_max"):
+        assert tag in tags, tag
+    png = tmp_path / "interp" / "panel" / "features.3" / "unit_005.png"
+    assert png.is_file()
+    assert callbacks[0].result.positions is not None  # conv layer: the position of each maximum
+    assert callbacks[5].metrics["grad_maxdiff"] <= 1e-5
+
+
+class Failing(InterpretationCallback):
+    def interpret(self, trainer, pl_module, reporter, step):
+        raise RuntimeError("this interpretation breaks")
+
+
+def _fit_with(tmp_path, callback, x, y):
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    trainer = L.Trainer(max_epochs=1, logger=False, callbacks=[ckpt, callback], enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path, limit_train_batches=3)
+    return trainer, UserData(x, y)
+
+
+def test_failing_callback_keeps_the_checkpoint(tmp_path, mnist_small, caplog):
+    x, y = mnist_small[0][:256], mnist_small[1][:256]
+    trainer, dm = _fit_with(tmp_path / "a", Failing("features.0", on_error="raise"), x, y)
+    with pytest.raises(RuntimeError, match="breaks"):
+        trainer.fit(UserCNN(), dm)
+    last = tmp_path / "a" / "ckpt" / "last.ckpt"
+    assert last.is_file()
+    restored = UserCNN.load_from_checkpoint(last)
+    assert restored(x[:2]).shape == (2, 10)
+
+    trainer, dm = _fit_with(tmp_path / "b", Failing("features.0"), x, y)
+    with caplog.at_level(logging.ERROR, logger="interp"):
+        trainer.fit(UserCNN(), dm)
+    assert "this interpretation breaks" in caplog.text
+    assert (tmp_path / "b" / "ckpt" / "last.ckpt").is_file()
+
+
+def test_on_demand_run_restores_mode_and_survives_inference_mode(tmp_path, trained_mlp, mnist_small, caplog):
+    from interp.data import MNISTDataModule
+
+    x, y = mnist_small[0][:512], mnist_small[1][:512]
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path, max_epochs=0)
+    trainer.fit(trained_mlp, UserData(x, y))
+    cb = FeatureVisualization("dense_1", units=[32], steps=8, progress=False, on_error="raise")
+    for mode in (True, False):
+        trained_mlp.train(mode)
+        with torch.inference_mode():
+            cb.run(trainer, trained_mlp)
+        assert trained_mlp.training is mode
+    assert cb.result.image.shape == (1, 1, 28, 28)
+    # no TensorBoard logger: PNGs only
+    assert (tmp_path / "interp" / "featvis" / "dense_1" / "unit_032.png").is_file()
+    assert isinstance(MNISTDataModule, type)
+
+
+# --- Captum cross-checks -------------------------------------------------------------------------
+
+def break_capture(monkeypatch):
+    """Deliberately break layer capture: keep the hooked tensor itself (no copy) and let the
+    forward pass run on, so the in-place ReLU after the layer overwrites what was captured."""
+    import interp.optvis.attribution as attribution
+    from interp.optvis.capture import Capture
+
+    monkeypatch.setattr(attribution, "Capture", lambda model, layers: Capture(model, layers, stop=False, clone=False))
+
+
+def test_agreement_passes_on_mlp_and_inplace_cnn_and_fails_when_capture_breaks(trained_mlp, mnist_small, monkeypatch):
+    x = mnist_small[0][:32]
+    ok = agreement(trained_mlp, "dense_1", x, [3, 32])
+    assert ok.ok(1e-5), ok
+    cnn = UserCNN().eval()
+    assert agreement(cnn, "features.0", x, [1, 2]).ok(1e-5)
+    break_capture(monkeypatch)
+    bad = agreement(cnn, "features.0", x, [1, 2])
+    assert not bad.ok(1e-5) and bad.activation_maxdiff > 1e-3
+
+
+def test_attribution_check_raises_on_mismatch(tmp_path, mnist_small, monkeypatch):
+    break_capture(monkeypatch)
+    x, y = mnist_small[0][:128], mnist_small[1][:128]
+    cb = AttributionCheck("features.0", units=[0], k=2, ig_steps=8, n_check=8, sanity_check=False)
+    trainer = L.Trainer(max_epochs=1, logger=False, callbacks=[cb], enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path, limit_train_batches=1)
+    with pytest.raises(AttributionMismatchError, match="disagree with Captum"):
+        trainer.fit(UserCNN(), UserData(x, y))
+
+
+def test_ig_completeness_and_randomization(trained_mlp, mnist_small):
+    x = mnist_small[0][:8]
+    maps, completeness = neuron_attributions(trained_mlp, "dense_2", 7, x, n_steps=128)
+    assert maps.shape == x.shape
+    assert float(completeness.mean()) < 0.01
+    for method in ("ig", "saliency"):
+        result = randomization_check(trained_mlp, "dense_2", 7, x, method=method, n_steps=32) if method == "ig" else \
+            randomization_check(trained_mlp, "dense_2", 7, x, method=method)
+        assert result["randomized"] < result["same_model"], (method, result)
+
+
+@pytest.mark.slow
+def test_projector_files(tmp_path, trained_mlp, mnist_root):
+    from interp.data import MNISTDataModule
+
+    dm = MNISTDataModule(root=str(mnist_root), subset=1000, val_size=100, download=False)
+    cb = EmbeddingProjector("dense_2", n=200, tsne=True)
+    logger = TensorBoardLogger(tmp_path, name="", version="")
+    trainer = L.Trainer(max_epochs=0, logger=logger, callbacks=[cb], enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(trained_mlp, dm)  # no epochs: nothing ran yet; run on demand
+    cb.run(trainer, trained_mlp)
+    assert cb.features.shape == (200, 512)
+    configs = list(tmp_path.glob("**/projector_config.pbtxt"))
+    assert configs and "interp" in configs[0].read_text()
+    assert list(tmp_path.glob("**/sprite.png")) and list(tmp_path.glob("**/metadata.tsv"))
+    assert (tmp_path / "interp" / "tsne" / "dense_2.png").is_file()
