@@ -75,6 +75,10 @@ def run_hydra(command: str, argv: list[str]) -> None:
         from interp.apps import train as task
     else:
         from interp.apps import visualize as task
+    if command == "visualize":
+        # `data=<folder>` names images to mine; `data` is also the name of train's config group,
+        # so Hydra would read it as a group choice: pass it on as `data_dir`.
+        argv = [f"data_dir={a[5:]}" if a.startswith("data=") else a for a in argv]
     app = hydra.main(config_path=config_dir(), config_name=command, version_base="1.3")(task)
     saved = sys.argv
     sys.argv = [f"interp {command}"] + argv

@@ -132,7 +132,7 @@ def unit_panel(examples_grid: torch.Tensor, optimized: torch.Tensor, title: str 
     return titled_row([left, right], titles, title=title)
 
 
-def heatmap_overlay(images: torch.Tensor, maps: torch.Tensor, alpha: float = 0.6) -> torch.Tensor:
+def heatmap_overlay(images: torch.Tensor, maps: torch.Tensor, alpha: float = 0.85) -> torch.Tensor:
     """Attribution maps ([N, C, H, W] or [N, H, W]) over images: red for positive, blue for
     negative, each map scaled by its own largest absolute value. Returns [N, 3, H, W]."""
     m = maps.detach().float().cpu()
@@ -141,8 +141,8 @@ def heatmap_overlay(images: torch.Tensor, maps: torch.Tensor, alpha: float = 0.6
     scale = m.abs().flatten(1).max(1).values.clamp(min=1e-12).reshape(-1, 1, 1)
     m = (m / scale).clamp(-1, 1)
     color = torch.stack([m.clamp(min=0), torch.zeros_like(m), (-m).clamp(min=0)], 1)
-    base = to_rgb(images).clamp(0, 1) * 0.5
-    weight = m.abs().unsqueeze(1) * alpha
+    base = to_rgb(images).clamp(0, 1) * 0.6
+    weight = m.abs().sqrt().unsqueeze(1) * alpha
     return (base * (1 - weight) + color * weight).clamp(0, 1)
 
 

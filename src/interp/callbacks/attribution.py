@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from interp.callbacks.base import InterpretationCallback, dataset_of, example_input, shared_results, unit_tag
+from interp.callbacks.base import InterpretationCallback, example_input, shared_results, unit_tag
 from interp.callbacks.topk import mine_for_trainer
 from interp.optvis.attribution import agreement, neuron_attributions, randomization_check
 from interp.report import grid, heatmap_overlay, titled_row, topk_images
@@ -46,7 +46,7 @@ class AttributionCheck(InterpretationCallback):
         self.metrics: dict[str, float] = {}
 
     def interpret(self, trainer, pl_module, reporter, step):
-        dataset = dataset_of(trainer, self.split)
+        dataset = self.data(trainer, self.split)
         units = self.resolve_units(pl_module, dataset)
         check = agreement(pl_module, self.layer, example_input(dataset, self.n_check), units[:8])
         self.metrics = {"activation_maxdiff": check.activation_maxdiff, "grad_maxdiff": check.grad_maxdiff}

@@ -133,12 +133,13 @@ class InterpretationCallback(Callback):
         on_train_end: run when training ends (default true).
         on_error: ``"warn"`` logs the failure and training's results stay as they are;
             ``"raise"`` re-raises. Checkpoints are written before this callback runs either way.
+        dataset: a map-style dataset to take examples from instead of the datamodule's.
     """
 
     kind = "interp"
 
     def __init__(self, layer: str, units: Units = None, every_n_epochs: int = 0, on_train_end: bool = True,
-                 on_error: str = "warn"):
+                 on_error: str = "warn", dataset: Dataset | None = None):
         super().__init__()
         if on_error not in ("warn", "raise"):
             raise ValueError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
@@ -147,6 +148,7 @@ class InterpretationCallback(Callback):
         self.every_n_epochs = int(every_n_epochs or 0)
         self.run_on_train_end = on_train_end
         self.on_error = on_error
+        self.dataset = dataset
 
     # Lightning hooks ---------------------------------------------------------------------------
     def on_train_epoch_end(self, trainer, pl_module):
@@ -180,6 +182,10 @@ class InterpretationCallback(Callback):
 
     def interpret(self, trainer, pl_module, reporter: Reporter, step: int) -> None:  # pragma: no cover
         raise NotImplementedError
+
+    def data(self, trainer, split: str = "train") -> Dataset:
+        """The dataset given to the callback, else the trainer's datamodule's ``split`` set."""
+        return self.dataset if self.dataset is not None else dataset_of(trainer, split)
 
     def resolve_units(self, pl_module, dataset: Dataset | None = None) -> list[int]:
         size = None

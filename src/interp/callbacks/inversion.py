@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from interp.callbacks.base import InterpretationCallback, dataset_of, example_input
+from interp.callbacks.base import InterpretationCallback, example_input
 from interp.optvis import invert
 from interp.report import grid, titled_row
 
@@ -24,7 +24,7 @@ class Inversion(InterpretationCallback):
         self.result = None
 
     def interpret(self, trainer, pl_module, reporter, step):
-        images = example_input(dataset_of(trainer, self.split), self.n_examples)
+        images = example_input(self.data(trainer, self.split), self.n_examples)
         result = invert(pl_module, self.layer, images, steps=self.steps, lr=self.lr, lambda_tv=self.lambda_tv,
                         lambda_alpha=self.lambda_alpha, seed=self.seed)
         self.result = result

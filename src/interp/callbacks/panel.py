@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from interp.callbacks.base import InterpretationCallback, dataset_of, image_regularizer, shared_results, unit_tag
+from interp.callbacks.base import InterpretationCallback, image_regularizer, shared_results, unit_tag
 from interp.callbacks.topk import mine_for_trainer
 from interp.optvis import render_units
 from interp.report import topk_grid, unit_panel
@@ -35,7 +35,7 @@ class UnitPanel(InterpretationCallback):
         if cached_topk is not None and set(units) <= set(cached_topk[0].units.tolist()):
             topk, dataset = cached_topk
         else:
-            dataset = dataset_of(trainer, self.split)
+            dataset = self.data(trainer, self.split)
             topk = mine_for_trainer(trainer, pl_module, self.layer, units, self.k, dataset, self.batch_size)
         rendering = store.get(("featvis", self.layer))
         if rendering is None or not set(units) <= set(rendering.units or []):

@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from interp.callbacks.base import InterpretationCallback, dataset_of, sequential_loader
+from interp.callbacks.base import InterpretationCallback, sequential_loader
 from interp.optvis import Capture, frozen, model_device
 from interp.report import pil_to_tensor
 
@@ -71,7 +71,7 @@ class EmbeddingProjector(InterpretationCallback):
         self.features = None
 
     def interpret(self, trainer, pl_module, reporter, step):
-        dataset = dataset_of(trainer, self.split)
+        dataset = self.data(trainer, self.split)
         feats, images, labels = layer_activations(pl_module, self.layer, dataset, self.n)
         self.features = feats
         metadata = labels.tolist() if labels is not None else None

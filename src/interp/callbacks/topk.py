@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from interp.callbacks.base import InterpretationCallback, dataset_of, sequential_loader, shared_results, unit_tag
+from interp.callbacks.base import InterpretationCallback, sequential_loader, shared_results, unit_tag
 from interp.optvis.topk import TopK, all_gather_topk, mine_topk, shard_range
 from interp.report import grid, topk_images
 
@@ -45,13 +45,13 @@ class TopKExamples(InterpretationCallback):
 
     def __init__(self, layer: str, units="all", k: int = 16, split: str = "train", dataset: Dataset | None = None,
                  batch_size: int = 1024, spatial: str = "max", bottom: bool = False, progress: bool = True, **kwargs):
-        super().__init__(layer, units, **kwargs)
-        self.k, self.split, self.dataset = k, split, dataset
+        super().__init__(layer, units, dataset=dataset, **kwargs)
+        self.k, self.split = k, split
         self.batch_size, self.spatial, self.bottom, self.progress = batch_size, spatial, bottom, progress
         self.result: TopK | None = None
 
     def interpret(self, trainer, pl_module, reporter, step):
-        dataset = self.dataset if self.dataset is not None else dataset_of(trainer, self.split)
+        dataset = self.data(trainer, self.split)
         units = self.resolve_units(pl_module, dataset)
         ends = [("topk", True)] + ([("topk_bottom", False)] if self.bottom else [])
         for kind, largest in ends:

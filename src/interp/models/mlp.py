@@ -55,6 +55,7 @@ class MnistMLP(L.LightningModule):
         self.save_hyperparameters()
         c, h, w = input_shape
         self.example_input_array = torch.zeros(1, c, h, w)
+        self.default_layer = "dense_1"  # what `interp visualize` looks at unless told otherwise
         self.normalize = Normalize([MNIST_MEAN] * c, [MNIST_STD] * c)
         self.flatten = nn.Flatten()
         self.dense_1 = nn.Linear(c * h * w, hidden)

@@ -257,6 +257,8 @@ class FaceResNet50(VGGFace2ResNet50, L.LightningModule):
             {"weights": weights, "num_classes": int(num_classes), "include_top": bool(include_top)}
         )
         self.random_weights = weights == "random"
+        self.example_input_array = torch.zeros(1, 3, 224, 224)
+        self.default_layer = "layer3"
         self.weights_info: WeightsInfo | None = None
         if not self.random_weights:
             self.weights_info = load_into(self, weights)

@@ -23,8 +23,12 @@ How a batch is merged (the fast path, float activations of at most 32 bits):
   is strictly above the unit's current k-th value (an equal value loses the tie: its index is
   higher than every index already seen). The batch is cut into groups of 32 rows; one max over
   each group and one comparison against the thresholds find the few (group, unit) pairs that
-  can change anything, and only those are merged. Late in a pass almost nothing passes the
-  threshold, so mining costs little more than the forward pass itself.
+  can change anything, and only their values above the threshold become keys. These candidates
+  are queued and merged (one ``topk`` over ``[touched units, k + candidates]``) every few
+  batches. Late in a pass almost nothing passes the threshold, so mining costs little more than
+  the forward pass itself.
+* The first batch fills the buffer the same way, with the k-th largest group maximum of each
+  unit as an inclusive threshold, so no batch is ever encoded or sorted whole.
 
 Other activation dtypes (float64) take a simple exact path: concatenate and sort stably.
 """
@@ -162,21 +166,19 @@ def _as_units(units) -> torch.Tensor | None:
     if units is None:
         return None
     t = torch.as_tensor(units)
-    if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
-        raise ValueError(f"units must be integers, got dtype {t.dtype}")
-    t = t.to(torch.int64).reshape(-1)
     if t.numel() == 0:
         raise ValueError("units is empty: pass None for every unit of the layer")
-    return t
+    if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"units must be integers, got dtype {t.dtype}")
+    return t.to(torch.int64).reshape(-1)
 
 
 class _Running:
     """The running per-unit buffers of one mining pass."""
 
-    def __init__(self, k: int, largest: bool, spatial: str):
+    def __init__(self, k: int, largest: bool):
         self.k = k
         self.largest = largest
-        self.spatial = spatial
         self.fast: bool | None = None  # key path (float32-compatible) or stable-sort path
         self.keys: torch.Tensor | None = None  # fast path: [U, r] int64 keys, best first
         self.values: torch.Tensor | None = None  # slow path: [U, r] values
@@ -185,6 +187,9 @@ class _Running:
         self.thr: torch.Tensor | None = None  # fast path, full buffer: k-th value, sign applied
         self.dtype: torch.dtype | None = None
         self.width: int | None = None  # W of conv outputs, to split flat positions
+        # candidates waiting to be merged: (unit, key, position) per batch, sorted by unit
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        self.pending_count = 0
 
     @property
     def filled(self) -> int:
@@ -192,16 +197,25 @@ class _Running:
         return 0 if buf is None else buf.shape[1]
 
     def add(self, a: torch.Tensor, pos: torch.Tensor | None, base: int) -> None:
-        """Merge one batch: ``a`` [B, U] activations, ``pos`` [B, U] flat positions or None."""
+        """Take one batch: ``a`` [B, U] activations, ``pos`` [B, U] flat positions or None."""
         if self.fast is None:
             self.fast = a.dtype in _KEY_DTYPES
             self.dtype = a.dtype
         if not self.fast:
             self._add_sorted(a, pos, base)
+        elif self.keys is None and a.shape[0] >= self.k and self._start(a, pos, base):
+            pass
         elif self.filled < self.k:
             self._add_dense(a, pos, base)
         else:
-            self._add_sparse(a, pos, base)
+            self._collect(a, pos, base, self.thr, inclusive=False)
+            # merging is deferred while the candidates are few: each merge costs a dozen small
+            # ops, and thresholds a few batches old only let a few more candidates through
+            if self.pending_count >= self.keys.shape[0] * 4:
+                self._merge()
+
+    def finish(self) -> None:
+        self._merge()
 
     def _add_sorted(self, a, pos, base):
         idx = torch.arange(base, base + a.shape[0], device=a.device).expand(a.shape[1], -1)
@@ -226,44 +240,95 @@ class _Running:
         if self.filled == self.k:
             self.thr = _decode_values(keys[:, -1])
 
-    def _add_sparse(self, a, pos, base):
+    def _start(self, a, pos, base) -> bool:
+        """Fill the buffers from a first batch of at least k examples without encoding all of it.
+
+        With the batch cut into at least k groups, the k-th largest group maximum of a unit is
+        at most its k-th largest value, and at least k values reach it: every value at or above
+        it is a candidate, and the merge orders them exactly. False (nothing changed) if NaNs
+        get in the way.
+        """
+        a = a.contiguous()
+        b = a.shape[0]
+        size = math.gcd(b, _GROUP)
+        while size > 1 and b // size < self.k:
+            size //= 2
+        groups = a.view(b // size, size, a.shape[1])
+        if self.largest:
+            thr = groups.amax(1).topk(self.k, dim=0, sorted=False).values.amin(0).float()
+        else:
+            thr = groups.amin(1).topk(self.k, dim=0, largest=False, sorted=False).values.amax(0).float().neg_()
+        self.keys = a.new_empty((a.shape[1], 0), dtype=torch.int64)
+        self.pos = None if pos is None else a.new_empty((a.shape[1], 0), dtype=torch.int64)
+        self._collect(a, pos, base, thr, inclusive=True, size=size)
+        if self.pending and self._merge():
+            return True
+        self.keys = self.pos = None
+        return False
+
+    def _collect(self, a, pos, base, thr, inclusive: bool, size: int | None = None) -> None:
+        """Queue the values of ``a`` that beat ``thr`` (sign applied), as keys, sorted by unit."""
         a = a.contiguous()
         b, u = a.shape
-        size = math.gcd(b, _GROUP)
+        size = size or math.gcd(b, _GROUP)
         groups = a.view(b // size, size, u)
-        if self.largest:
-            best = groups.amax(1)
-        else:
-            best = groups.amin(1).neg_()
-        # (unit, group) pairs whose best value beats the unit's k-th; sorted by unit, then group
-        hits = (best > self.thr).t().nonzero()
+        best = groups.amax(1) if self.largest else groups.amin(1).neg_()
+        beats = torch.ge if inclusive else torch.gt
+        # (unit, group) pairs whose best value beats the unit's threshold, sorted by unit
+        hits = beats(best, thr).t().nonzero()
         if hits.shape[0] == 0:
             return
         unit, group = hits.unbind(1)
-        s = groups[group, :, unit].float()  # [h, size]
+        s = groups[group, :, unit].float()  # [hits, size]
         if not self.largest:
             s = s.neg_()
-        rows = torch.arange(size, device=a.device)
-        keys = _encode(s, base + group.unsqueeze(1) * size + rows)
+        # past the start only values strictly above the k-th can enter: an equal value loses the
+        # tie, as its index is higher than every index already seen
+        hit, row = beats(s, thr[unit].unsqueeze(1)).nonzero().unbind(1)  # still sorted by unit
+        unit, group = unit[hit], group[hit]
+        keys = _encode(s[hit, row], base + group * size + row)
+        p = None if pos is None else pos.reshape(b // size, size, u)[group, row, unit]
+        self.pending.append((unit, keys, p))
+        self.pending_count += unit.shape[0]
 
-        counts = torch.bincount(unit, minlength=u)
+    def _merge(self) -> bool:
+        """Merge the queued candidates into the buffers; False if a unit would hold < k."""
+        if not self.pending:
+            return True
+        if len(self.pending) == 1:
+            unit, keys, p = self.pending[0]
+        else:
+            unit, order = torch.cat([c[0] for c in self.pending]).sort()
+            keys = torch.cat([c[1] for c in self.pending])[order]
+            p = None if self.pos is None else torch.cat([c[2] for c in self.pending])[order]
+        self.pending, self.pending_count = [], 0
+        n_units, have = self.keys.shape
+        counts = torch.bincount(unit, minlength=n_units)
         touched = counts.nonzero().squeeze(1)
+        if have == 0 and int(counts.min()) < self.k:  # at the start, with NaNs
+            return False
         width = int(counts.max())
-        first = counts.cumsum(0) - counts  # where each unit's hits start in `hits`
-        slot = torch.arange(unit.shape[0], device=a.device) - first[unit]
-        row = (counts > 0).cumsum(0).sub_(1)[unit]  # compact row of each hit's unit
-
-        padded = torch.full((touched.shape[0], width, size), _INT64_MIN, dtype=torch.int64, device=a.device)
-        padded[row, slot] = keys
-        merged = torch.cat([self.keys.index_select(0, touched), padded.view(touched.shape[0], -1)], 1)
-        new, where = merged.topk(self.k, dim=1)
-        self.keys.index_copy_(0, touched, new)
-        self.thr.index_copy_(0, touched, _decode_values(new[:, -1]))
-        if pos is not None:
-            ppad = torch.zeros((touched.shape[0], width, size), dtype=torch.int64, device=a.device)
-            ppad[row, slot] = pos.reshape(b // size, size, u)[group, :, unit]
-            pmerged = torch.cat([self.pos.index_select(0, touched), ppad.view(touched.shape[0], -1)], 1)
-            self.pos.index_copy_(0, touched, pmerged.gather(1, where))
+        device = unit.device
+        slot = torch.arange(unit.shape[0], device=device) - (counts.cumsum(0) - counts)[unit]
+        line = (counts > 0).cumsum(0).sub_(1)[unit]  # row of each candidate's unit in `touched`
+        padded = torch.full((touched.shape[0], width), _INT64_MIN, dtype=torch.int64, device=device)
+        padded[line, slot] = keys
+        new, where = torch.cat([self.keys.index_select(0, touched), padded], 1).topk(self.k, dim=1)
+        if have == 0:  # the start: every unit is touched
+            self.keys = new
+            self.thr = _decode_values(new[:, -1])
+        else:
+            self.keys.index_copy_(0, touched, new)
+            self.thr.index_copy_(0, touched, _decode_values(new[:, -1]))
+        if p is not None:
+            ppad = torch.zeros((touched.shape[0], width), dtype=torch.int64, device=device)
+            ppad[line, slot] = p
+            merged = torch.cat([self.pos.index_select(0, touched), ppad], 1).gather(1, where)
+            if have == 0:
+                self.pos = merged
+            else:
+                self.pos.index_copy_(0, touched, merged)
+        return True
 
     def result(self, units: torch.Tensor, layer: str) -> TopK:
         if self.fast:
@@ -365,7 +430,7 @@ def mine_topk(
             total = len(data)
         batches = tqdm(batches, total=total, desc=f"top-k {layer}", unit="batch")
 
-    running = _Running(k, largest, spatial)
+    running = _Running(k, largest)
     sel: torch.Tensor | None = None
     channels = None
     seen = 0
@@ -376,7 +441,9 @@ def mine_topk(
         with Capture(model, layer, stop=True, clone=False) as cap, torch.inference_mode():
             model.eval()
             for x in batches:
-                n = x.shape[0] if x.ndim else 0
+                if x.ndim == 0:
+                    raise ValueError("mine_topk: a batch must have a batch dimension, got a 0-d tensor")
+                n = x.shape[0]
                 if n == 0:
                     continue
                 if index_offset + seen + n - 1 > _MAX_INDEX:
@@ -390,6 +457,7 @@ def mine_topk(
                 a, pos = _unit_activations(out, sel, spatial, layer)
                 running.add(a, pos, index_offset + seen)
                 seen += n
+            running.finish()
     finally:
         model.train(was_training)
         if progress:

@@ -1,0 +1,73 @@
+"""`python -m interp visualize` end to end: checkpoints, sweeps, VGGFace2 with random weights."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cli(args, env, cwd, timeout=900):
+    return subprocess.run([sys.executable, "-m", "interp", *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, mnist_root):
+    cwd = tmp_path_factory.mktemp("vis")
+    env = dict(os.environ, INTERP_DATA_DIR=str(mnist_root), PYTHONUNBUFFERED="1")
+    proc = cli(["train", "trainer=fast", "trainer.enable_progress_bar=false", "data.subset=3000", "callbacks=[]",
+                "experiment=mlp"], env, cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return cwd, env
+
+
+@pytest.mark.slow
+def test_visualize_checkpoint_panel_and_attribution(trained_run):
+    cwd, env = trained_run
+    proc = cli(["visualize", "ckpt=latest", "layer=dense_1", "unit=32", "steps=64"], env, cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = list((cwd / "runs" / "visualize").iterdir())
+    assert (run / "interp" / "panel" / "dense_1" / "unit_032.png").is_file()
+    assert (run / "interp" / "attribution" / "dense_1" / "unit_032.png").is_file()
+    assert list(run.glob("events.out.tfevents.*"))
+    assert "make tensorboard" in proc.stdout and str(run / "interp") in proc.stdout
+
+
+@pytest.mark.slow
+def test_visualize_multirun_sweep(trained_run):
+    cwd, env = trained_run
+    proc = cli(["visualize", "-m", "ckpt=latest", "unit=30,31", "steps=16", "interpretations=[panel]",
+                "experiment=sweep"], env, cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    panels = sorted(p.name for p in (cwd / "runs" / "sweep").glob("multirun_*/*/interp/panel/dense_1/*.png"))
+    assert panels == ["unit_030.png", "unit_031.png"]
+
+
+@pytest.mark.slow
+def test_visualize_vggface2_random_weights(tmp_path):
+    from PIL import Image
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    from interp.data import default_face_image_path
+
+    for i in range(3):
+        Image.open(default_face_image_path()).rotate(10 * i).save(folder / f"face_{i}.png")
+    proc = cli(["visualize", "model=vggface2", "model.weights=random", "size=64", "octaves=2", "steps_per_octave=2",
+                "steps=2", "units=[0,1]", f"data={folder}", "interpretations=[dream,featvis,topk]"], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RANDOM weights" in proc.stdout
+    (run,) = list((tmp_path / "runs" / "visualize").iterdir())
+    for rel in ("dream/layer3.png", "featvis/layer3/unit_001.png", "topk/layer3/unit_000.png"):
+        assert (run / "interp" / rel).is_file(), rel
+
+
+def test_visualize_without_weights_or_subject_explains(tmp_path):
+    env = dict(os.environ)
+    proc = cli(["visualize", "model=vggface2"], env, tmp_path, timeout=300)
+    assert proc.returncode == 2 and "resnet50_ft_weight.pkl" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli(["visualize"], env, tmp_path, timeout=300)
+    assert proc.returncode == 2 and "ckpt=" in proc.stderr
