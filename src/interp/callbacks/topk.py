@@ -18,8 +18,16 @@ def mine_for_trainer(trainer, pl_module, layer: str, units: list[int], k: int, d
     n = len(dataset)
     if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
         start, stop = shard_range(n, trainer.global_rank, world, align=batch_size)
-        part = mine_topk(pl_module, layer, sequential_loader(dataset, batch_size, start, stop), k=k, units=units,
-                         spatial=spatial, largest=largest, index_offset=start, progress=False)
+        if start == stop:
+            # More ranks than batches: this rank has nothing to mine, but it must still take part
+            # in the gather. Mine one example for the shapes and send an empty result.
+            probe = mine_topk(pl_module, layer, sequential_loader(dataset, 1, 0, 1), k=1, units=units,
+                              spatial=spatial, largest=largest)
+            positions = None if probe.positions is None else probe.positions[:, :0]
+            part = TopK(probe.values[:, :0], probe.indices[:, :0], positions, probe.units, layer, largest, k)
+        else:
+            part = mine_topk(pl_module, layer, sequential_loader(dataset, batch_size, start, stop), k=k, units=units,
+                             spatial=spatial, largest=largest, index_offset=start, progress=False)
         return all_gather_topk(part)
     return mine_topk(pl_module, layer, sequential_loader(dataset, batch_size), k=k, units=units, spatial=spatial,
                      largest=largest, progress=progress)

@@ -1,0 +1,161 @@
+"""End to end with a live TensorBoard: `python -m interp train` writes a run, the real
+`tensorboard` server reads it, and its HTTP API serves our images, scalars and the projector."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tb_server import get, get_json, tensorboard_server, wait_for
+
+pytestmark = pytest.mark.slow
+
+N_PROJECTED = 300
+IMAGE_TAGS = (
+    "interp/topk/dense_1/unit_032",
+    "interp/featvis/dense_1/unit_032",
+    "interp/panel/dense_1/unit_032",
+    "interp/inversion/dense_1",
+)
+SCALAR_TAGS = (
+    "interp/featvis/dense_1/unit_032/activation",
+    "interp/topk/dense_1/unit_032/max_activation",
+    "interp/inversion/dense_1/relative_error",
+)
+TRAIN_ARGS = [
+    "trainer=fast",
+    "trainer.enable_progress_bar=false",
+    "data.subset=3000",
+    "callbacks=[topk,featvis,panel,inversion,projector]",
+    "callbacks.topk.units=[30,31,32]",
+    "callbacks.featvis.units=[30,31,32]",
+    "callbacks.featvis.steps=32",
+    "callbacks.panel.units=[32]",
+    "+callbacks.inversion.steps=32",
+    f"callbacks.projector.n={N_PROJECTED}",
+    "callbacks.projector.tsne=false",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, mnist_root):
+    """(runs_dir, run_dir) of one short real training with the interpretation callbacks."""
+    work = tmp_path_factory.mktemp("tb_live")
+    runs = work / "runs"
+    env = dict(os.environ, INTERP_DATA_DIR=str(mnist_root), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "interp", "train", *TRAIN_ARGS, f"runs_dir={runs}"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"train failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    run_dirs = [p for p in (runs / "mnist_mlp").iterdir() if p.is_dir()]
+    assert len(run_dirs) == 1, run_dirs
+    run_dir = run_dirs[0]
+    assert f"run:          {run_dir}" in proc.stdout
+    assert list(run_dir.glob("events.out.tfevents.*")), "no TensorBoard events in the run folder"
+    return runs, run_dir
+
+
+@pytest.fixture(scope="module")
+def tb(trained_run):
+    """(base URL, run name) of a live TensorBoard over the runs folder, as `tensorboard --logdir runs/`."""
+    runs, run_dir = trained_run
+    run = run_dir.relative_to(runs).as_posix()  # mnist_mlp/<timestamp>
+    with tensorboard_server(runs) as url:
+        # the server answers before it has read the events; wait until our tags are there
+        wait_for(lambda: set(IMAGE_TAGS) <= set(get_json(url, "/data/plugin/images/tags").get(run, {})),
+                 timeout=60, what="the image tags of the run")
+        yield url, run
+
+
+def test_run_listed(tb):
+    url, run = tb
+    assert run in get_json(url, "/data/runs")
+
+
+def test_image_tags_listed(tb):
+    url, run = tb
+    tags = get_json(url, "/data/plugin/images/tags")[run]
+    for tag in IMAGE_TAGS:
+        assert tag in tags, f"{tag} missing from {sorted(tags)}"
+    for unit in (30, 31, 32):
+        assert f"interp/topk/dense_1/unit_{unit:03d}" in tags
+        assert f"interp/featvis/dense_1/unit_{unit:03d}" in tags
+    assert not any(t.startswith("interp/tsne/") for t in tags), "tsne=false still logged a t-SNE picture"
+
+
+def _fetch_image(url, run, tag) -> tuple[Image.Image, bytes]:
+    entries = get_json(url, "/data/plugin/images/images", {"run": run, "tag": tag})
+    assert len(entries) == 1, entries
+    body, ctype = get(url, "/data/plugin/images/individualImage?" + entries[0]["query"])
+    assert ctype.startswith("image/png"), ctype
+    img = Image.open(io.BytesIO(body))
+    img.load()
+    return img, body
+
+
+@pytest.mark.parametrize("tag", ["interp/panel/dense_1/unit_032", "interp/topk/dense_1/unit_032",
+                                 "interp/featvis/dense_1/unit_032", "interp/inversion/dense_1"])
+def test_image_served_as_written(tb, trained_run, tag):
+    """The image TensorBoard serves is a PNG of the size of the run's PNG file, with the same pixels
+    up to TensorBoard's 8-bit quantization (it truncates, the PNG writer rounds)."""
+    url, run = tb
+    served, body = _fetch_image(url, run, tag)
+    assert body[:8] == b"\x89PNG\r\n\x1a\n"
+    assert served.format == "PNG"
+    png = trained_run[1] / "interp" / (tag.removeprefix("interp/") + ".png")
+    assert png.is_file(), png
+    written = Image.open(png)
+    assert served.size == written.size
+    a = np.asarray(served.convert("RGB"), dtype=np.int16)
+    b = np.asarray(written.convert("RGB"), dtype=np.int16)
+    assert np.abs(a - b).max() <= 1
+
+
+def test_panel_size(tb):
+    """The panel is wide (examples grid | optimized input side by side) and at least 256 px high."""
+    url, run = tb
+    served, _ = _fetch_image(url, run, "interp/panel/dense_1/unit_032")
+    w, h = served.size
+    assert h >= 256 and w > h
+
+
+def test_projector(tb):
+    url, run = tb
+    assert run in get_json(url, "/data/plugin/projector/runs")
+    info = get_json(url, "/data/plugin/projector/info", {"run": run})
+    embeddings = info["embeddings"]
+    assert len(embeddings) == 1, embeddings
+    emb = embeddings[0]
+    assert emb["tensorName"].startswith("interp/projector/dense_2")
+    assert [int(d) for d in emb["tensorShape"]] == [N_PROJECTED, 512]
+    assert [int(d) for d in emb["sprite"]["singleImageDim"]] == [28, 28]
+
+    params = {"run": run, "name": emb["tensorName"]}
+    body, _ = get(url, "/data/plugin/projector/tensor", params)
+    tensor = np.frombuffer(body, dtype="<f4")
+    assert tensor.size == N_PROJECTED * 512
+    assert np.isfinite(tensor).all() and tensor.std() > 0
+    metadata, _ = get(url, "/data/plugin/projector/metadata", params)
+    labels = metadata.decode().split()
+    assert len(labels) == N_PROJECTED and set(labels) <= set("0123456789")
+    sprite, ctype = get(url, "/data/plugin/projector/sprite_image", params)
+    assert ctype.startswith("image/png")
+    side = math.ceil(math.sqrt(N_PROJECTED)) * 28
+    assert Image.open(io.BytesIO(sprite)).size == (side, side)
+
+
+@pytest.mark.parametrize("tag", SCALAR_TAGS)
+def test_scalars(tb, tag):
+    url, run = tb
+    assert tag in get_json(url, "/data/plugin/scalars/tags")[run]
+    points = get_json(url, "/data/plugin/scalars/scalars", {"run": run, "tag": tag})
+    assert len(points) == 1, points
+    _wall, step, value = points[0]
+    assert step == 1  # logged at the end of the one epoch
+    assert math.isfinite(value)
