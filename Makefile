@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.interp-installed
 PORT   ?= 6006
 ARGS   ?=
 
-.PHONY: install train test test-fast visualize tensorboard bench clean
+.PHONY: install train test test-fast visualize tensorboard bench readme-images clean
 
 install: $(STAMP)
 
@@ -27,13 +27,24 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
 visualize: $(STAMP)
-	$(BIN)/python -m interp visualize $(ARGS)
+	$(BIN)/python -m interp visualize $(or $(ARGS),ckpt=latest unit=32)
 
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir runs --host 127.0.0.1 --port $(PORT)
 
+# Installs torch-lucent and torch-dreams next to our torch (--no-deps: torch stays as it is), then
+# runs every benchmark; results go to benchmarks/RESULTS.md.
 bench: $(STAMP)
+	VENV=$(VENV) bash benchmarks/install_anchors.sh
 	$(BIN)/python benchmarks/run_all.py $(ARGS)
+
+# Regenerates the two pictures at the top of the README from the newest training run.
+readme-images: $(STAMP)
+	$(BIN)/python -m interp visualize ckpt=latest unit=32 'interpretations=[panel]' experiment=readme
+	$(BIN)/python -m interp visualize model=vggface2 model.weights=random 'interpretations=[dream]' size=320 experiment=readme
+	mkdir -p docs
+	cp "$$(ls -td runs/readme/*/ | sed -n 2p)interp/panel/dense_1/unit_032.png" docs/panel_dense_1_unit_032.png
+	cp "$$(ls -td runs/readme/*/ | sed -n 1p)interp/dream/layer3.png" docs/dream_vggface2_layer3_random_weights.png
 
 clean:
 	rm -rf runs multiruns outputs lightning_logs .pytest_cache build dist src/*.egg-info
