@@ -38,7 +38,7 @@ TRAIN_ARGS = [
     "callbacks.featvis.units=[30,31,32]",
     "callbacks.featvis.steps=32",
     "callbacks.panel.units=[32]",
-    "+callbacks.inversion.steps=32",
+    "callbacks.inversion.steps=32",
     f"callbacks.projector.n={N_PROJECTED}",
     "callbacks.projector.tsne=false",
 ]
