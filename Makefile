@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(BIN)/python -m interp train $(ARGS)
 
+# Passive OpenMP waiting: the suite starts subprocesses (DDP, notebooks, the CLI) that share the cores.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(ARGS)
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/python -m pytest -q $(ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)

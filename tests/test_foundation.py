@@ -175,7 +175,7 @@ def test_train_subprocess_writes_checkpoint_and_events(tmp_path, tiny_mnist):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "config.yaml").is_file()
     scalars = read_scalars(run_dir)
-    for tag in ("train/loss_epoch", "train/acc", "val/acc", "test/acc"):
+    for tag in ("train/loss", "train/acc", "val/acc", "test/acc"):
         assert tag in scalars, sorted(scalars)
     assert 0.5 <= scalars["test/acc"][-1] <= 1.0 + 1e-6  # the bars are easy to learn
     # A second run never overwrites the first.

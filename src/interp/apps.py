@@ -71,6 +71,11 @@ def _train(cfg: DictConfig):
         save_last=True,
     )
     callbacks = [checkpoint, *build_callbacks(cfg.get("callbacks"))]
+    if cfg.trainer.get("enable_progress_bar", True):
+        from lightning.pytorch.callbacks import TQDMProgressBar
+
+        # Redrawing the bar every step costs as much as a small model's step.
+        callbacks.append(TQDMProgressBar(refresh_rate=int(cfg.get("progress_refresh_rate", 20))))
     trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
 
     ckpt_path = None
