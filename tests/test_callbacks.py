@@ -207,3 +207,22 @@ def test_projector_files(tmp_path, trained_mlp, mnist_root):
     assert configs and "interp" in configs[0].read_text()
     assert list(tmp_path.glob("**/sprite.png")) and list(tmp_path.glob("**/metadata.tsv"))
     assert (tmp_path / "interp" / "tsne" / "dense_2.png").is_file()
+
+
+def test_every_n_epochs_logs_at_each_epoch(tmp_path, mnist_small):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    x, y = mnist_small[0][:256], mnist_small[1][:256]
+    cb = FeatureVisualization("features.3", units=[1], steps=4, every_n_epochs=1, on_train_end=False,
+                              progress=False, on_error="raise")
+    logger = TensorBoardLogger(tmp_path, name="", version="")
+    trainer = L.Trainer(max_epochs=2, logger=logger, callbacks=[cb], enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path, limit_train_batches=2)
+    trainer.fit(UserCNN(), UserData(x, y))
+    steps = []
+    for f in tmp_path.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(f), size_guidance={"images": 0})
+        acc.Reload()
+        if "interp/featvis/features.3/unit_001" in acc.Tags()["images"]:
+            steps += [e.step for e in acc.Images("interp/featvis/features.3/unit_001")]
+    assert sorted(steps) == [1, 2]
