@@ -373,19 +373,22 @@ def test_progress_bar(capsys):
 
 
 def test_memory_stays_units_times_k(monkeypatch):
-    widths = []
+    widths, queued = [], []
     add = topk_module._Running.add
 
     def spy(self, a, pos, base):
         add(self, a, pos, base)
         widths.append(self.filled)
+        queued.append(sum(values.numel() for _, _, values, _ in self.pending))
 
     monkeypatch.setattr(topk_module._Running, "add", spy)
     model = mlp()
-    batches = (randn(50, 20, seed=s) for s in range(40))
+    batches = (randn(50, 20, seed=s) for s in range(200))
     result = mine_topk(model, "0", batches, k=8)
-    assert len(widths) == 40 and max(widths) == 8
-    assert result.indices.max() >= 1900  # late examples can still win
+    assert len(widths) == 200 and max(widths) == 8
+    # the queue of candidates waiting for a merge never exceeds its bound (plus one batch)
+    assert max(queued) <= topk_module._MERGE_EVERY * 8 * 24 + 50 * 24
+    assert result.indices.max() >= 9000  # late examples can still win
 
 
 # --------------------------------------------------------------------------------------------

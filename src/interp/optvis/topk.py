@@ -21,12 +21,13 @@ How a batch is merged (the fast path, float activations of at most 32 bits):
   kernel does with equal values. The running buffer holds only keys (and spatial positions).
 * Once every unit has ``k`` entries, an example can enter a unit's buffer only if its activation
   is strictly above the unit's current k-th value (an equal value loses the tie: its index is
-  higher than every index already seen). The batch is cut into groups of 32 rows; one max over
-  each group and one comparison against the thresholds find the few (group, unit) pairs that
-  can change anything, and only their values above the threshold become keys. These candidates
-  are queued and merged (one ``topk`` over ``[touched units, k + candidates]``) every few
-  batches. Late in a pass almost nothing passes the threshold, so mining costs little more than
-  the forward pass itself.
+  higher than every index already seen). Per batch, the rows are cut into groups of 16; one max
+  per (group, unit), one comparison with the thresholds and one gather queue the few groups that
+  may hold a candidate. Every few batches the queue is filtered against the thresholds (which
+  have not moved since), encoded, and merged with one ``topk`` over ``[touched units, k +
+  candidates]``; the queue holds at most a small multiple of ``units x k`` values plus one
+  batch. Late in a pass almost nothing passes the thresholds, so mining costs little more than
+  the forward pass.
 * The first batch fills the buffer the same way, with the k-th largest group maximum of each
   unit as an inclusive threshold, so no batch is ever encoded or sorted whole.
 
@@ -51,7 +52,9 @@ SPATIAL_REDUCTIONS = ("max", "mean")
 _LOW = 1 << 32  # keys are order(value) * 2**32 + (2**32 - 1 - index)
 _MAX_INDEX = _LOW - 2  # keeps every real key above the int64 minimum used as padding
 _INT64_MIN = -(1 << 63)
-_GROUP = 32  # rows per group in the threshold test of the fast merge
+_GROUP = 16  # rows per group in the threshold test of the fast merge
+_START_GROUP = 8  # finer groups for the first batch, which gathers the k best groups of every unit
+_MERGE_EVERY = 8  # merge once the queue holds this many times k values per unit (memory O(U x k))
 _KEY_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -187,8 +190,9 @@ class _Running:
         self.thr: torch.Tensor | None = None  # fast path, full buffer: k-th value, sign applied
         self.dtype: torch.dtype | None = None
         self.width: int | None = None  # W of conv outputs, to split flat positions
-        # candidates waiting to be merged: (unit, key, position) per batch, sorted by unit
-        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        # gathered groups waiting for the merge: (unit [h], index of the group's first row [h],
+        # values [h, size], positions [h, size] or None), one entry per batch
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
         self.pending_count = 0
 
     @property
@@ -209,9 +213,10 @@ class _Running:
             self._add_dense(a, pos, base)
         else:
             self._collect(a, pos, base, self.thr, inclusive=False)
-            # merging is deferred while the candidates are few: each merge costs a dozen small
-            # ops, and thresholds a few batches old only let a few more candidates through
-            if self.pending_count >= self.keys.shape[0] * 4:
+            # The merge waits until a few batches have queued candidates: per batch only the
+            # group maxima, one comparison and one gather run; the thresholds do not move
+            # meanwhile, so filtering at the merge keeps exactly what filtering now would.
+            if self.pending_count >= _MERGE_EVERY * self.k * self.keys.shape[0]:
                 self._merge()
 
     def finish(self) -> None:
@@ -250,7 +255,7 @@ class _Running:
         """
         a = a.contiguous()
         b = a.shape[0]
-        size = math.gcd(b, _GROUP)
+        size = math.gcd(b, _START_GROUP)
         while size > 1 and b // size < self.k:
             size //= 2
         groups = a.view(b // size, size, a.shape[1])
@@ -261,52 +266,54 @@ class _Running:
         self.keys = a.new_empty((a.shape[1], 0), dtype=torch.int64)
         self.pos = None if pos is None else a.new_empty((a.shape[1], 0), dtype=torch.int64)
         self._collect(a, pos, base, thr, inclusive=True, size=size)
-        if self.pending and self._merge():
+        if self.pending and self._merge(thr, inclusive=True):
             return True
         self.keys = self.pos = None
         return False
 
     def _collect(self, a, pos, base, thr, inclusive: bool, size: int | None = None) -> None:
-        """Queue the values of ``a`` that beat ``thr`` (sign applied), as keys, sorted by unit."""
+        """Queue the groups of rows of ``a`` whose maximum beats ``thr`` (sign applied), per unit."""
         a = a.contiguous()
         b, u = a.shape
         size = size or math.gcd(b, _GROUP)
+        if self.pending and self.pending[0][2].shape[1] != size:
+            self._merge()  # a batch of another size (the last one): keep blocks of one shape
         groups = a.view(b // size, size, u)
         best = groups.amax(1) if self.largest else groups.amin(1).neg_()
         beats = torch.ge if inclusive else torch.gt
-        # (unit, group) pairs whose best value beats the unit's threshold, sorted by unit
-        hits = beats(best, thr).t().nonzero()
-        if hits.shape[0] == 0:
+        group, unit = beats(best, thr).nonzero().unbind(1)  # (group, unit) pairs that may enter
+        if group.shape[0] == 0:
             return
-        unit, group = hits.unbind(1)
-        s = groups[group, :, unit].float()  # [hits, size]
-        if not self.largest:
-            s = s.neg_()
-        # past the start only values strictly above the k-th can enter: an equal value loses the
-        # tie, as its index is higher than every index already seen
-        hit, row = beats(s, thr[unit].unsqueeze(1)).nonzero().unbind(1)  # still sorted by unit
-        unit, group = unit[hit], group[hit]
-        keys = _encode(s[hit, row], base + group * size + row)
-        p = None if pos is None else pos.reshape(b // size, size, u)[group, row, unit]
-        self.pending.append((unit, keys, p))
-        self.pending_count += unit.shape[0]
+        values = groups[group, :, unit]  # [hits, size]
+        p = None if pos is None else pos.reshape(b // size, size, u)[group, :, unit]
+        self.pending.append((unit, group * size + base, values, p))
+        self.pending_count += values.numel()
 
-    def _merge(self) -> bool:
-        """Merge the queued candidates into the buffers; False if a unit would hold < k."""
+    def _merge(self, thr: torch.Tensor | None = None, inclusive: bool = False) -> bool:
+        """Merge the queued groups into the buffers; False if a unit would hold fewer than k."""
         if not self.pending:
             return True
-        if len(self.pending) == 1:
-            unit, keys, p = self.pending[0]
-        else:
-            unit, order = torch.cat([c[0] for c in self.pending]).sort()
-            keys = torch.cat([c[1] for c in self.pending])[order]
-            p = None if self.pos is None else torch.cat([c[2] for c in self.pending])[order]
-        self.pending, self.pending_count = [], 0
+        parts, self.pending, self.pending_count = self.pending, [], 0
+
+        def join(i):
+            return parts[0][i] if len(parts) == 1 else torch.cat([part[i] for part in parts])
+
+        unit, first, values = join(0), join(1), join(2)
+        p = None if parts[0][3] is None else join(3)
+        s = values.float() if self.largest else -values.float()
+        thr = self.thr if thr is None else thr
+        # only values beating the threshold can enter; past the start, an equal value loses the
+        # tie (its index is higher than every index already seen), so the test is strict
+        beats = torch.ge if inclusive else torch.gt
+        hit, row = beats(s, thr[unit].unsqueeze(1)).nonzero().unbind(1)
+        unit, order = unit[hit].sort()  # group the candidates by unit
+        hit, row = hit[order], row[order]
+        keys = _encode(s[hit, row], first[hit] + row)
         n_units, have = self.keys.shape
         counts = torch.bincount(unit, minlength=n_units)
-        touched = counts.nonzero().squeeze(1)
         if have == 0 and int(counts.min()) < self.k:  # at the start, with NaNs
             return False
+        touched = counts.nonzero().squeeze(1)
         width = int(counts.max())
         device = unit.device
         slot = torch.arange(unit.shape[0], device=device) - (counts.cumsum(0) - counts)[unit]
@@ -322,7 +329,7 @@ class _Running:
             self.thr.index_copy_(0, touched, _decode_values(new[:, -1]))
         if p is not None:
             ppad = torch.zeros((touched.shape[0], width), dtype=torch.int64, device=device)
-            ppad[line, slot] = p
+            ppad[line, slot] = p[hit, row]
             merged = torch.cat([self.pos.index_select(0, touched), ppad], 1).gather(1, where)
             if have == 0:
                 self.pos = merged
@@ -333,7 +340,7 @@ class _Running:
     def result(self, units: torch.Tensor, layer: str) -> TopK:
         if self.fast:
             s = _decode_values(self.keys)
-            values = (s if self.largest else -s).to(self.dtype)
+            values = (s if self.largest else -s + 0.0).to(self.dtype)  # zeros come back as +0.0
             indices = _decode_indices(self.keys)
         else:
             values, indices = self.values, self.indices
@@ -549,16 +556,16 @@ def all_gather_topk(result: TopK, group=None) -> TopK:
     common = max(m[1] for m in metas)
     requested = max(m[2] for m in metas)
 
-    def gather(t: torch.Tensor, fill) -> list[torch.Tensor]:
+    def gather(t: torch.Tensor, fill=None) -> list[torch.Tensor]:
         t = t.to(device)
-        if t.shape[1] < common:
+        if fill is not None and t.shape[1] < common:
             pad_shape = (t.shape[0], common - t.shape[1]) + tuple(t.shape[2:])
             t = torch.cat([t, torch.full(pad_shape, fill, dtype=t.dtype, device=device)], 1)
         out = [torch.empty_like(t) for _ in range(world)]
         dist.all_gather(out, t.contiguous(), group=group)
         return out
 
-    units = gather(result.units.unsqueeze(1), -1)
+    units = gather(result.units)
     if any(not torch.equal(u, units[0]) for u in units):
         raise ValueError("all_gather_topk: ranks mined different units")
     values = gather(result.values, float("-inf") if result.largest else float("inf"))
