@@ -40,6 +40,7 @@ class MnistMLP(L.LightningModule):
         dropout: dropout after each hidden ReLU.
         lr: learning rate of the optimizer.
         optimizer: ``adam`` (default) or ``rmsprop`` (the Keras example's choice).
+        schedule: ``cosine`` (the learning rate decays to 0 over ``trainer.max_epochs``) or ``none``.
         input_shape: image shape (C, H, W) the model takes.
     """
 
@@ -49,6 +50,7 @@ class MnistMLP(L.LightningModule):
         dropout: float = 0.2,
         lr: float = 1e-3,
         optimizer: str = "adam",
+        schedule: str = "cosine",
         input_shape: tuple[int, int, int] = (1, 28, 28),
         num_classes: int = 10,
     ):
@@ -118,7 +120,15 @@ class MnistMLP(L.LightningModule):
     def configure_optimizers(self):
         name = self.hparams.optimizer.lower()
         if name == "adam":
-            return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-        if name == "rmsprop":
-            return torch.optim.RMSprop(self.parameters(), lr=self.hparams.lr)
-        raise ValueError(f"unknown optimizer {self.hparams.optimizer!r}: use 'adam' or 'rmsprop'")
+            opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        elif name == "rmsprop":
+            opt = torch.optim.RMSprop(self.parameters(), lr=self.hparams.lr)
+        else:
+            raise ValueError(f"unknown optimizer {self.hparams.optimizer!r}: use 'adam' or 'rmsprop'")
+        schedule = self.hparams.get("schedule", "none")
+        if schedule == "none" or self._trainer is None:
+            return opt
+        if schedule == "cosine":
+            epochs = max(1, int(self.trainer.max_epochs or 1))
+            return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)}
+        raise ValueError(f"unknown schedule {schedule!r}: use 'cosine' or 'none'")

@@ -180,7 +180,9 @@ def render_units(
         kwargs["param"] = image(_resolve_shape(model, shape, len(units)), seed=kwargs.get("seed", 0))
     result = render(model, target, **kwargs)
     result.units = units
-    unit_objective = make(layer, units)
-    with frozen(model), Capture(model, [layer]) as cap, torch.no_grad():
-        result.activations = unit_objective(cap(result.image.to(model_device(model)))).cpu()
+    if regularizer is None:
+        result.activations = result.scores.clone()  # the final scoring pass already measured them
+    else:
+        with frozen(model), Capture(model, [layer]) as cap, torch.no_grad():
+            result.activations = make(layer, units)(cap(result.image.to(model_device(model)))).cpu()
     return result
