@@ -56,16 +56,16 @@ def _units(cfg) -> object:
 def build_callbacks(cfg: DictConfig, names: list[str], layer: str, units, dataset, random_note: str | None) -> list:
     """The interpretation callbacks named in ``names``, set up for this visualize run."""
     common = dict(on_error="raise")
+    # Grayscale digits: the same total-variation and L1 penalties as the training defaults.
+    smooth = dict(tv_weight=50.0, l1_weight=30.0) if layer.startswith("dense") else {}
     made = []
     for name in names:
         if name == "topk":
             made.append(TopKExamples(layer, units, dataset=dataset, **common))
         elif name == "featvis":
-            made.append(FeatureVisualization(layer, units, steps=cfg.steps, seed=cfg.seed, **common))
+            made.append(FeatureVisualization(layer, units, steps=cfg.steps, seed=cfg.seed, **smooth, **common))
         elif name == "panel":
-            made.append(UnitPanel(layer, units, steps=cfg.steps, seed=cfg.seed, dataset=dataset,
-                                  tv_weight=20.0 if layer.startswith("dense") else 0.0,
-                                  l1_weight=10.0 if layer.startswith("dense") else 0.0, **common))
+            made.append(UnitPanel(layer, units, steps=cfg.steps, seed=cfg.seed, dataset=dataset, **smooth, **common))
         elif name == "attribution":
             made.append(AttributionCheck(layer, units, dataset=dataset, **common))
         elif name == "inversion":
