@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmarks: interleaved timing, medians, machine info, RESULTS.md sections.
+"""Shared helpers of the benchmarks: interleaved timing, medians, machine info, RESULTS.md sections,
+and the bare loops (floors) that the optimization benchmarks compare interp with.
 
 Shared CPU machines drift (other jobs, frequency changes) by tens of percent within minutes, so a
 benchmark never times one variant after the other: :func:`interleave` runs every variant once per
@@ -10,6 +11,7 @@ Scripts in this folder import it as ``from common import ...`` (run them as
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import hashlib
@@ -23,6 +25,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
+
+from interp.optvis import param
+from interp.optvis.dream import _octave_sizes
+from interp.optvis.transforms import standard_transforms
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
@@ -55,6 +63,14 @@ def machine_line(threads: int) -> str:
 
 def today() -> str:
     return datetime.date.today().isoformat()
+
+
+def machine_header(threads: int) -> str:
+    """A report's first line: date, machine and the OpenMP wait policy."""
+    return (
+        f"Date: {today()}. Machine: {machine_line(threads)}; "
+        f"`OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}`."
+    )
 
 
 def log(message: str) -> None:
@@ -257,3 +273,124 @@ def command_line() -> str:
     except ValueError:
         script_text = sys.argv[0]
     return " ".join([".venv/bin/python", script_text, *sys.argv[1:]])
+
+
+def add_run_options(parser: argparse.ArgumentParser, profile_help: str) -> None:
+    """The options the optvis benchmarks end with: ``--threads``, ``--profile``, ``--no-write``."""
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help=profile_help)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+
+
+def publish(section: str, parts: list[str], seconds: float, write: bool) -> None:
+    """Join a report's lines, add the benchmark's wall time, print it and (``write``) store it as
+    ``section`` of RESULTS.md."""
+    text = "\n".join([*parts, f"Benchmark wall time: {seconds:.0f} s.", ""])
+    log("")
+    log(text)
+    if write:
+        write_section(section, text)
+
+
+def profile_pair(name_a: str, fn_a: Callable[[], object], name_b: str, fn_b: Callable[[], object],
+                 top: int = 12, setup: Callable[[], object] | None = None) -> str:
+    """Self CPU time per op of one run of each, side by side, largest differences (b - a) first.
+
+    ``setup`` (e.g. seeding) runs before each of the two runs, outside the profile.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    tables = {}
+    for name, fn in ((name_a, fn_a), (name_b, fn_b)):
+        if setup is not None:
+            setup()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+        tables[name] = {e.key: (e.self_cpu_time_total, e.count) for e in prof.key_averages()}
+    a, b = tables[name_a], tables[name_b]
+    keys = sorted(set(a) | set(b), key=lambda k: -abs(b.get(k, (0, 0))[0] - a.get(k, (0, 0))[0]))
+    rows = []
+    for k in keys[:top]:
+        ta, ca = a.get(k, (0, 0))
+        tb, cb = b.get(k, (0, 0))
+        rows.append([f"`{k}`", f"{ta / 1e3:.1f} ({ca})", f"{tb / 1e3:.1f} ({cb})", f"{(tb - ta) / 1e3:+.1f}"])
+    total_a = sum(t for t, _ in a.values()) / 1e3
+    total_b = sum(t for t, _ in b.values()) / 1e3
+    rows.append(["**all ops**", f"{total_a:.1f}", f"{total_b:.1f}", f"{total_b - total_a:+.1f}"])
+    return table(["op", f"{name_a} self ms (calls)", f"{name_b} self ms (calls)", "difference ms"], rows)
+
+
+# ----------------------------------------------------------------------------- bare loops (floors)
+# What one optimization step of interp cannot do without, written as plain PyTorch on a network
+# cut at the layer: the floors the optvis benchmarks compare ``render`` and ``dream`` with.
+
+RESNET_TO_LAYER3 = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")
+
+
+def cut_network(net: nn.Module, names: tuple[str, ...] = RESNET_TO_LAYER3) -> nn.Sequential:
+    """``nn.Sequential`` of ``net``'s submodules ``names`` (sharing them), in eval mode: by
+    default a torchvision-style ResNet cut after ``layer3``."""
+    return nn.Sequential(*(getattr(net, name) for name in names)).eval()
+
+
+def _adam_ascent(cut: nn.Module, params, image: Callable[[], torch.Tensor], steps: int,
+                 score: Callable[[torch.Tensor], torch.Tensor], lr: float,
+                 on_step: Callable[[], object] | None) -> None:
+    """``steps`` Adam steps on ``params`` maximizing ``score(cut(image()))``; ``on_step`` after each."""
+    opt = torch.optim.Adam(params, lr=lr)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        acts = cut(image())
+        (-score(acts)).backward()
+        opt.step()
+        if on_step is not None:
+            on_step()
+
+
+def floor_adam(cut: nn.Module, shape: tuple[int, ...], steps: int, score: Callable[[torch.Tensor], torch.Tensor],
+               lr: float, seed: int = 0, on_step: Callable[[], object] | None = None) -> None:
+    """The floor of a render step: Adam on a pixel tensor of ``shape`` -> sigmoid -> ``cut``,
+    maximizing ``score`` of the activations; no transforms."""
+    g = torch.Generator().manual_seed(seed)
+    pixels = (torch.randn(shape, generator=g) * 0.01).requires_grad_(True)
+    _adam_ascent(cut, [pixels], lambda: torch.sigmoid(pixels), steps, score, lr, on_step)
+
+
+def bare_default_render(cut: nn.Module, size: int, steps: int, score: Callable[[torch.Tensor], torch.Tensor],
+                        lr: float, seed: int = 0, on_step: Callable[[], object] | None = None) -> None:
+    """The floor with ``render``'s default parameterization (``param.image``: Fourier,
+    colour-decorrelated) and transforms (``standard_transforms``), written as a bare loop."""
+    p = param.image((1, 3, size, size), seed=seed)
+    transforms = standard_transforms()
+    g = torch.Generator().manual_seed(seed)
+    _adam_ascent(cut, p.parameters(), lambda: transforms(p(), g), steps, score, lr, on_step)
+
+
+def bare_dream(cut: nn.Module, base: torch.Tensor, octaves: int, steps: int, scale: float = 1.4,
+               jitter: int = 32, step_size: float = 1.5, seed: int = 0) -> torch.Tensor:
+    """The floor of DeepDream: ``dream``'s algorithm as a bare loop on ``cut``.
+
+    The octave sizes of ``dream`` (``_octave_sizes``), random roll jitter from a seeded generator,
+    squared-L2 objective, gradient to the input, step ``step_size/255 * g / mean|g|``, clamp to
+    [0, 1], detail carried from octave to octave.
+    """
+    g = torch.Generator().manual_seed(seed)
+    detail = None
+    x = base
+    for size in _octave_sizes(base.shape[-2], base.shape[-1], octaves, scale):
+        octave_base = base if size == tuple(base.shape[-2:]) else F.interpolate(
+            base, size=size, mode="bilinear", align_corners=False)
+        if detail is None:
+            detail = torch.zeros_like(octave_base)
+        elif detail.shape[-2:] != octave_base.shape[-2:]:
+            detail = F.interpolate(detail, size=size, mode="bilinear", align_corners=False)
+        x = (octave_base + detail).clamp(0, 1)
+        for _ in range(steps):
+            dy, dx = (int(v) - jitter for v in torch.randint(2 * jitter + 1, (2,), generator=g))
+            rolled = torch.roll(x, shifts=(dy, dx), dims=(-2, -1)).requires_grad_(True)
+            score = cut(rolled).pow(2).sum()
+            (grad,) = torch.autograd.grad(score, rolled)
+            grad = torch.roll(grad, shifts=(-dy, -dx), dims=(-2, -1))
+            x = (x + (step_size / 255.0) * grad / grad.abs().mean().clamp(min=1e-12)).clamp(0, 1)
+        detail = x - octave_base
+    return x

@@ -45,8 +45,8 @@ import contextlib  # noqa: E402
 import time  # noqa: E402
 
 from common import (  # noqa: E402
-    StepClock, Stopwatch, command_line, data_root, interleave, log, machine_line, median, paired_ratio, spread, table,
-    today, write_section,
+    StepClock, Stopwatch, add_run_options, bare_default_render, bare_dream, command_line, cut_network, data_root,
+    floor_adam, interleave, log, machine_header, median, paired_ratio, profile_pair, publish, spread, table,
 )
 
 import torch  # noqa: E402
@@ -55,7 +55,7 @@ import torchvision  # noqa: E402
 from torch import nn  # noqa: E402
 
 from interp.optvis import dream, objectives, param, render  # noqa: E402
-from interp.optvis.transforms import standard_transforms  # noqa: E402
+from interp.optvis.dream import _octave_sizes  # noqa: E402
 
 SECTION = "## Feature visualization and DeepDream speed (benchmarks/optvis_speed.py)"
 SIZE = 224
@@ -84,11 +84,6 @@ def tick_at(module: nn.Module, clock: StepClock):
         handle.remove()
 
 
-def cut_at_layer3(model: nn.Module) -> nn.Sequential:
-    return nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2,
-                         model.layer3).eval()
-
-
 def load_photo() -> torch.Tensor:
     """The astronaut photo of the shared data at 224x224 ([1, 3, H, W] in [0, 1]); a seeded random
     image where it is missing (the speed does not depend on the content)."""
@@ -106,81 +101,19 @@ def load_photo() -> torch.Tensor:
 # ----------------------------------------------------------------------------- bare loops
 
 
+def channel0(acts: torch.Tensor) -> torch.Tensor:
+    """The objective of the renders, ``channel("layer3", 0)``, on the cut network's output."""
+    return acts[:, 0].mean()
+
+
 def floor_render(cut: nn.Module, steps: int, clock: StepClock, seed: int = 0) -> None:
     """Adam on pixels -> sigmoid -> cut network -> mean of channel 0 of layer3."""
-    g = torch.Generator().manual_seed(seed)
-    pixels = (torch.randn(1, 3, SIZE, SIZE, generator=g) * 0.01).requires_grad_(True)
-    opt = torch.optim.Adam([pixels], lr=LR)
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        acts = cut(torch.sigmoid(pixels))
-        (-acts[:, 0].mean()).backward()
-        opt.step()
-        clock.tick()
+    floor_adam(cut, (1, 3, SIZE, SIZE), steps, channel0, LR, seed=seed, on_step=clock.tick)
 
 
-def bare_default_render(cut: nn.Module, steps: int, clock: StepClock, seed: int = 0) -> None:
+def bare_default_loop(cut: nn.Module, steps: int, clock: StepClock, seed: int = 0) -> None:
     """The floor with render's default parameterization and transforms, without ``render``."""
-    p = param.image((1, 3, SIZE, SIZE), seed=seed)
-    transforms = standard_transforms()
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(p.parameters(), lr=LR)
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        acts = cut(transforms(p(), g))
-        (-acts[:, 0].mean()).backward()
-        opt.step()
-        clock.tick()
-
-
-def octave_sizes(h: int, w: int, octaves: int, scale: float) -> list[tuple[int, int]]:
-    return [(max(1, round(h / scale ** (octaves - 1 - i))), max(1, round(w / scale ** (octaves - 1 - i))))
-            for i in range(octaves)]
-
-
-def bare_dream(cut: nn.Module, base: torch.Tensor, octaves: int, steps: int,
-               scale: float = 1.4, jitter: int = 32, step_size: float = 1.5, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    detail = None
-    x = base
-    for size in octave_sizes(base.shape[-2], base.shape[-1], octaves, scale):
-        octave_base = F.interpolate(base, size=size, mode="bilinear", align_corners=False) if size != tuple(base.shape[-2:]) else base
-        detail = torch.zeros_like(octave_base) if detail is None else F.interpolate(detail, size=size, mode="bilinear", align_corners=False)
-        x = (octave_base + detail).clamp(0, 1)
-        for _ in range(steps):
-            dy, dx = (int(v) - jitter for v in torch.randint(2 * jitter + 1, (2,), generator=g))
-            rolled = torch.roll(x, shifts=(dy, dx), dims=(-2, -1)).requires_grad_(True)
-            score = cut(rolled).pow(2).sum()
-            (grad,) = torch.autograd.grad(score, rolled)
-            grad = torch.roll(grad, shifts=(-dy, -dx), dims=(-2, -1))
-            x = (x + (step_size / 255.0) * grad / grad.abs().mean().clamp(min=1e-12)).clamp(0, 1)
-        detail = x - octave_base
-    return x
-
-
-# ----------------------------------------------------------------------------- profiling
-
-
-def profile_pair(name_a: str, fn_a, name_b: str, fn_b, top: int = 12) -> str:
-    """Self CPU time per op of two runs, side by side, sorted by the difference (b - a)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    tables = {}
-    for name, fn in ((name_a, fn_a), (name_b, fn_b)):
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            fn()
-        tables[name] = {e.key: (e.self_cpu_time_total, e.count) for e in prof.key_averages()}
-    a, b = tables[name_a], tables[name_b]
-    keys = sorted(set(a) | set(b), key=lambda k: -abs(b.get(k, (0, 0))[0] - a.get(k, (0, 0))[0]))
-    rows = []
-    for k in keys[:top]:
-        ta, ca = a.get(k, (0, 0))
-        tb, cb = b.get(k, (0, 0))
-        rows.append([f"`{k}`", f"{ta / 1e3:.1f} ({ca})", f"{tb / 1e3:.1f} ({cb})", f"{(tb - ta) / 1e3:+.1f}"])
-    total_a = sum(t for t, _ in a.values()) / 1e3
-    total_b = sum(t for t, _ in b.values()) / 1e3
-    rows.append(["**all ops**", f"{total_a:.1f}", f"{total_b:.1f}", f"{total_b - total_a:+.1f}"])
-    return table(["op", f"{name_a} self ms (calls)", f"{name_b} self ms (calls)", "difference ms"], rows)
+    bare_default_render(cut, SIZE, steps, channel0, LR, seed=seed, on_step=clock.tick)
 
 
 # ----------------------------------------------------------------------------- main
@@ -192,9 +125,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="optimization steps per render repetition")
     parser.add_argument("--dream-steps", type=int, default=10, help="steps per octave of DeepDream")
     parser.add_argument("--octaves", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--profile", action="store_true", help="add torch.profiler op tables (render vs floor, dream vs bare)")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    add_run_options(parser, profile_help="add torch.profiler op tables (render vs floor, dream vs bare)")
     args = parser.parse_args()
     if args.steps < 2 or args.dream_steps < 2:
         parser.error("--steps and --dream-steps must be >= 2 (a typical step needs two steps)")
@@ -204,7 +135,7 @@ def main() -> None:
     model = torchvision.models.resnet50(weights=None).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    cut = cut_at_layer3(model)
+    cut = cut_network(model)
     objective = objectives.channel("layer3", 0)
     photo = load_photo()
     steps, dsteps, octaves = args.steps, args.dream_steps, args.octaves
@@ -239,7 +170,7 @@ def main() -> None:
     spec = {
         floor: (lambda c: floor_render(cut, steps, c), steps, floor),
         like: (render_pixel, steps, floor),
-        bare_default: (lambda c: bare_default_render(cut, steps, c), steps, floor),
+        bare_default: (lambda c: bare_default_loop(cut, steps, c), steps, floor),
         default: (render_default, steps, bare_default),
         # dream() takes no optimizer: both dream loops tick when layer3 (shared) has run.
         bare_d: (lambda c: dream_bare(c), dream_total_steps, bare_d),
@@ -329,11 +260,10 @@ def main() -> None:
                          "dream", lambda: dream(model, photo, "layer3", octaves=octaves, steps_per_octave=dsteps)),
         ]
 
-    text = "\n".join([
+    parts = [
         SECTION,
         "",
-        f"Date: {today()}. Machine: {machine_line(args.threads)}; "
-        f"`OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}`.",
+        machine_header(args.threads),
         "",
         f"Reproduce: `{command_line()}` (add `--profile` for op tables).",
         "",
@@ -342,7 +272,7 @@ def main() -> None:
         f"loop on a pixel tensor through a sigmoid and `nn.Sequential(conv1, bn1, relu, maxpool, "
         f"layer1, layer2, layer3)`. Each repetition runs {steps} render steps, or one dream of "
         f"{octaves} octaves x {dsteps} steps (sizes "
-        f"{', '.join(f'{h}' for h, _ in octave_sizes(SIZE, SIZE, octaves, 1.4))} px); "
+        f"{', '.join(f'{h}' for h, _ in _octave_sizes(SIZE, SIZE, octaves, 1.4))} px); "
         f"{args.reps} repetitions after one warm-up round, all variants interleaved (order rotated). "
         f"s/step (call) = whole call / steps; typical step = median interval between consecutive "
         f"steps (after each optimizer step for renders, after each `layer3` forward for dreams, "
@@ -361,13 +291,8 @@ def main() -> None:
         *[f"- {n}" for n in notes],
         *profile_text,
         "",
-        f"Benchmark wall time: {total:.0f} s.",
-        "",
-    ])
-    log("")
-    log(text)
-    if not args.no_write:
-        write_section(SECTION, text)
+    ]
+    publish(SECTION, parts, total, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ contention on a shared machine) are reported, in wall and in CPU time.
 
 ``--ablate`` adds a second phase that splits Lightning's per-step overhead into its causes: the
 same comparison with a 16-unit MLP (a step is then mostly fixed cost), with Lightning modules
-whose ``training_step`` does less (no logging and no metric; loss logging only; loss logged per
-epoch only) and one that logs the way proposed for ``MnistMLP`` (``FewLogCallsMLP``).
+whose ``training_step`` logs in other ways (no logging and no metric; per-step loss logging only;
+a per-step metric call with the loss logged per epoch), next to ``MnistMLP`` as it is (metrics
+accumulated with ``update`` and logged once per epoch, the step loss every ``log_every_n_steps``).
 
 Run from the repository root (MNIST from ``$INTERP_DATA_DIR``, default ``../shared/data``)::
 
@@ -47,8 +48,8 @@ import time  # noqa: E402
 import warnings  # noqa: E402
 
 from common import (  # noqa: E402
-    StepClock, Stopwatch, command_line, data_root, interleave, log, machine_line, median, paired_ratio, spread, table, today,
-    write_section,
+    StepClock, Stopwatch, command_line, data_root, interleave, log, machine_header, median, paired_ratio, publish,
+    spread, table,
 )
 
 import lightning.pytorch as L  # noqa: E402
@@ -57,17 +58,25 @@ import torch.nn.functional as F  # noqa: E402
 
 from interp.data import MNISTDataModule, tensor_loader  # noqa: E402
 from interp.models import MnistMLP  # noqa: E402
-from torchmetrics import MeanMetric  # noqa: E402
 
 SECTION = "## Training speed (benchmarks/train_speed.py)"
 
 
 # ----------------------------------------------------------------------------- ablation models
-# Same network and optimizer; only what the training step does besides the loss differs.
+# Same network and optimizer; only what the training step does besides the loss differs. All their
+# logging is in ``training_step``: MnistMLP's epoch-end logging of its accumulated metrics is off.
 
 
-class NoStepLogMLP(MnistMLP):
-    """``train/loss`` logged per epoch only (``on_step=False``); the accuracy metric as before."""
+class AblationMLP(MnistMLP):
+    """``MnistMLP`` without its ``on_train_epoch_end``: the subclasses do not accumulate its metrics."""
+
+    def on_train_epoch_end(self):
+        pass
+
+
+class NoStepLogMLP(AblationMLP):
+    """``train_acc(logits, y)`` called and logged every step (how ``MnistMLP`` logged it before its
+    logging was made cheaper), ``train/loss`` logged per epoch only (``on_step=False``)."""
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -79,8 +88,8 @@ class NoStepLogMLP(MnistMLP):
         return loss
 
 
-class NoMetricMLP(MnistMLP):
-    """Per-step ``train/loss`` logging as before, no accuracy metric."""
+class NoMetricMLP(AblationMLP):
+    """Per-step ``train/loss`` logging (``on_step=True, on_epoch=True``), no accuracy metric."""
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -89,39 +98,12 @@ class NoMetricMLP(MnistMLP):
         return loss
 
 
-class BareMLP(MnistMLP):
+class BareMLP(AblationMLP):
     """Neither logging nor metric: the training step returns the loss, as the plain loop does."""
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         return F.cross_entropy(self(x), y)
-
-
-class FewLogCallsMLP(MnistMLP):
-    """A proposal for ``MnistMLP``: no ``self.log`` call on most steps. The metrics are updated
-    per step (``update``, not ``forward``: no per-batch accuracy is computed) and logged once at
-    the end of the epoch; the step loss is logged every ``log_every_n_steps`` steps only (the
-    logger writes no more often than that anyway)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.train_loss = MeanMetric()
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        self.train_acc.update(logits, y)
-        self.train_loss.update(loss.detach(), weight=y.shape[0])
-        if batch_idx % self.trainer.log_every_n_steps == 0:
-            self.log("train/loss_step", loss, on_step=True, on_epoch=False)
-        return loss
-
-    def on_train_epoch_end(self):
-        self.log("train/loss", self.train_loss.compute())
-        self.log("train/acc", self.train_acc.compute(), prog_bar=True)
-        self.train_loss.reset()
-        self.train_acc.reset()
 
 
 # ----------------------------------------------------------------------------- the variants
@@ -290,7 +272,6 @@ def main() -> None:
     if args.ablate:
         bare, loss_only = "Lightning, bare training_step", "Lightning + self.log(train/loss)"
         no_step_log = "Lightning + metric, train/loss on_step=False"
-        proposed = "Lightning, proposed MnistMLP logging (FewLogCallsMLP)"
         ablation = {
             base: lambda: runner.plain(use_loader=False),
             loader: lambda: runner.plain(use_loader=True),
@@ -298,7 +279,6 @@ def main() -> None:
             loss_only: lambda: runner.lightning(loss_only, NoMetricMLP),
             no_step_log: lambda: runner.lightning(no_step_log, NoStepLogMLP),
             light: lambda: runner.lightning("ablation " + light),
-            proposed: lambda: runner.lightning(proposed, FewLogCallsMLP),
         }
         if not args.no_bar:
             ablation[bar] = lambda: runner.lightning("ablation " + bar, progress_bar=True)
@@ -360,8 +340,8 @@ def main() -> None:
             ])
         loop = ms(bare, base, a_step_cpu)
         step_log = ms(loss_only, bare, a_step_cpu)
-        metric = ms(light, loss_only, a_step_cpu)
-        step_log_with_metric = ms(light, no_step_log, a_step_cpu)
+        step_metric = ms(no_step_log, bare, a_step_cpu)
+        mlp_logging = ms(light, bare, a_step_cpu)
         total_over = ms(light, base, a_step_cpu)
         full_step_plain = median(step_cpu[base]) * 1e3
         split_text = [
@@ -369,31 +349,28 @@ def main() -> None:
             f"Where Lightning's time goes (`--ablate`): the same epoch with a "
             f"{args.ablate_hidden}-unit MLP, so that a step is mostly fixed per-step cost; "
             f"{args.ablate_reps} interleaved repetitions, typical step. Lightning variants differ "
-            f"only in `training_step`: bare (returns the loss); + `self.log('train/loss', on_step=True, "
-            f"on_epoch=True)`; `MnistMLP`'s step with `train/loss` logged `on_step=False`; "
-            f"`MnistMLP` as it is (loss logged, `train_acc(logits, y)` called and logged); and a "
-            f"proposed variant (`FewLogCallsMLP` in the script: `train_acc.update` and a `MeanMetric` "
-            f"of the loss per step, both logged once per epoch, the step loss logged every "
-            f"`log_every_n_steps`).",
+            f"only in their logging: bare `training_step` (returns the loss); + `self.log('train/loss', "
+            f"on_step=True, on_epoch=True)`; a per-step metric (`train_acc(logits, y)` called and logged, "
+            f"`train/loss` logged `on_step=False`); and `MnistMLP` as it is (`train_acc.update` and a "
+            f"`MeanMetric` of the loss per step, both logged once per epoch in `on_train_epoch_end`, the "
+            f"step loss logged every `log_every_n_steps`).",
             "",
             table(["variant", "typical step CPU ms", "CPU over plain ms", "typical step wall ms",
                    "wall over plain ms", "epoch wall s"], a_rows),
             "",
-            f"- Per step, in CPU ms: the Lightning loop itself (bare `training_step`) {loop}; "
-            f"the `self.log('train/loss', ...)` call {step_log} (its `on_step=True` part alone: "
-            f"{step_log_with_metric}); `train_acc(logits, y)` + logging it {metric}; in all {total_over} "
-            f"over the plain loop, whose whole step with the 512-unit model costs "
-            f"{full_step_plain:.2f} CPU ms here. This fixed cost is serial Python: on idle cores, "
-            f"where the plain step's kernels run on both threads, it weighs more than its CPU share.",
-            f"- The proposed logging (`FewLogCallsMLP`) costs {ms(proposed, base, a_step_cpu)} CPU ms "
-            f"over the plain loop, against {total_over} for `MnistMLP` as it is.",
+            f"- Per step, in CPU ms: the Lightning loop itself (bare `training_step`) {loop}; on top of "
+            f"it, a per-step `self.log('train/loss', ...)` call {step_log}, the per-step metric "
+            f"(`train_acc(logits, y)` + logging it, loss logged per epoch) {step_metric}, `MnistMLP`'s "
+            f"logging as it is {mlp_logging}; `MnistMLP` in all {total_over} over the plain loop, whose "
+            f"whole step with the 512-unit model costs {full_step_plain:.2f} CPU ms here. This fixed "
+            f"cost is serial Python: on idle cores, where the plain step's kernels run on both threads, "
+            f"it weighs more than its CPU share.",
         ]
 
-    text = "\n".join([
+    parts = [
         SECTION,
         "",
-        f"Date: {today()}. Machine: {machine_line(args.threads)}; "
-        f"`OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}`.",
+        machine_header(args.threads),
         "",
         f"Reproduce: `{command_line()}` (MNIST from `$INTERP_DATA_DIR`, default `../shared/data`"
         f"{'' if args.ablate else '; add `--ablate` for the overhead split'}).",
@@ -421,13 +398,8 @@ def main() -> None:
         *[f"- {n}" for n in notes],
         *split_text,
         "",
-        f"Benchmark wall time: {total:.0f} s.",
-        "",
-    ])
-    log("")
-    log(text)
-    if not args.no_write:
-        write_section(SECTION, text)
+    ]
+    publish(SECTION, parts, total, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -37,10 +37,10 @@ import time  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
 
 from common import (  # noqa: E402
-    REPO, StepClock, Stopwatch, command_line, data_root, log, machine_line, median, table, today, write_section,
+    REPO, RESNET_TO_LAYER3, StepClock, Stopwatch, add_run_options, bare_dream, command_line, cut_network, data_root,
+    log, machine_header, median, profile_pair, publish, table,
 )
 
 from interp.models.vggface2 import FaceResNet50  # noqa: E402
@@ -71,67 +71,13 @@ def load_photo(size: int) -> tuple[torch.Tensor, str]:
     return x, source
 
 
-def cut_at_layer3(net: nn.Module) -> nn.Sequential:
-    return nn.Sequential(net.preprocess, net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2,
-                         net.layer3).eval()
-
-
-def bare_dream(cut: nn.Module, base: torch.Tensor, octaves: int, steps: int, scale: float = 1.4,
-               seed: int = 0) -> torch.Tensor:
-    """The floor: DeepDream as a bare loop on the cut network."""
-    g = torch.Generator().manual_seed(seed)
-    detail = None
-    x = base
-    for size in _octave_sizes(base.shape[-2], base.shape[-1], octaves, scale):
-        octave_base = base if size == tuple(base.shape[-2:]) else F.interpolate(
-            base, size=size, mode="bilinear", align_corners=False)
-        if detail is None:
-            detail = torch.zeros_like(octave_base)
-        elif detail.shape[-2:] != octave_base.shape[-2:]:
-            detail = F.interpolate(detail, size=size, mode="bilinear", align_corners=False)
-        x = (octave_base + detail).clamp(0, 1)
-        for _ in range(steps):
-            dy, dx = (int(v) - JITTER for v in torch.randint(2 * JITTER + 1, (2,), generator=g))
-            rolled = torch.roll(x, shifts=(dy, dx), dims=(-2, -1)).requires_grad_(True)
-            score = cut(rolled).pow(2).sum()
-            (grad,) = torch.autograd.grad(score, rolled)
-            grad = torch.roll(grad, shifts=(-dy, -dx), dims=(-2, -1))
-            x = (x + (STEP_SIZE / 255.0) * grad / grad.abs().mean().clamp(min=1e-12)).clamp(0, 1)
-        detail = x - octave_base
-    return x
-
-
-def profile_pair(name_a: str, fn_a, name_b: str, fn_b, top: int = 12) -> str:
-    """Self CPU time per op of two runs, side by side, largest differences first."""
-    from torch.profiler import ProfilerActivity, profile
-
-    tables = {}
-    for name, fn in ((name_a, fn_a), (name_b, fn_b)):
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            fn()
-        tables[name] = {e.key: (e.self_cpu_time_total, e.count) for e in prof.key_averages()}
-    a, b = tables[name_a], tables[name_b]
-    keys = sorted(set(a) | set(b), key=lambda k: -abs(b.get(k, (0, 0))[0] - a.get(k, (0, 0))[0]))
-    rows = []
-    for k in keys[:top]:
-        ta, ca = a.get(k, (0, 0))
-        tb, cb = b.get(k, (0, 0))
-        rows.append([f"`{k}`", f"{ta / 1e3:.1f} ({ca})", f"{tb / 1e3:.1f} ({cb})", f"{(tb - ta) / 1e3:+.1f}"])
-    total_a = sum(t for t, _ in a.values()) / 1e3
-    total_b = sum(t for t, _ in b.values()) / 1e3
-    rows.append(["**all ops**", f"{total_a:.1f}", f"{total_b:.1f}", f"{total_b - total_a:+.1f}"])
-    return table(["op", f"{name_a} self ms (calls)", f"{name_b} self ms (calls)", "difference ms"], rows)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--octaves", type=int, default=4)
     parser.add_argument("--steps", type=int, default=10, help="steps per octave")
     parser.add_argument("--reps", type=int, default=4, help="measured dream() runs (each bracketed by floor runs)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--profile", action="store_true", help="add a torch.profiler op table (dream vs floor)")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    add_run_options(parser, profile_help="add a torch.profiler op table (dream vs floor)")
     args = parser.parse_args()
     if args.steps < 2 or args.reps < 1:
         parser.error("--steps must be >= 2 and --reps >= 1")
@@ -142,7 +88,7 @@ def main() -> None:
     photo, source = load_photo(args.size)
     # The floor's network: the same modules, frozen once (dream freezes inside its call and
     # restores the flags after, so sharing the modules is safe).
-    cut = cut_at_layer3(model)
+    cut = cut_network(model, ("preprocess", *RESNET_TO_LAYER3))
     sizes = _octave_sizes(args.size, args.size, args.octaves, 1.4)
     total_steps = args.octaves * args.steps
     log(f"FaceResNet50(weights='random'), {LAYER}, photo {source}, {args.octaves} octaves "
@@ -162,7 +108,7 @@ def main() -> None:
         for p, _ in flags:
             p.requires_grad_(False)
         try:
-            bare_dream(cut, photo, args.octaves, steps)
+            bare_dream(cut, photo, args.octaves, steps, jitter=JITTER, step_size=STEP_SIZE)
         finally:
             for p, flag in flags:
                 p.requires_grad_(flag)
@@ -220,8 +166,7 @@ def main() -> None:
     parts = [
         SECTION,
         "",
-        f"Date: {today()}. Machine: {machine_line(args.threads)}; "
-        f"`OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}`.",
+        machine_header(args.threads),
         "",
         f"Reproduce: `{command_line()}` (add `--profile` for an op table).",
         "",
@@ -255,12 +200,7 @@ def main() -> None:
             profile_pair("floor", lambda: floor_run(args.steps), "dream", lambda: dream_run(args.steps)),
             "",
         ]
-    parts += [f"Benchmark wall time: {total:.0f} s.", ""]
-    text = "\n".join(parts)
-    log("")
-    log(text)
-    if not args.no_write:
-        write_section(SECTION, text)
+    publish(SECTION, parts, total, write=not args.no_write)
 
 
 if __name__ == "__main__":

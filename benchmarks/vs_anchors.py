@@ -63,11 +63,11 @@ import torchvision  # noqa: E402
 from torch import nn  # noqa: E402
 
 from common import (  # noqa: E402
-    StepClock, Stopwatch, command_line, log, machine_line, median, table, today, write_section,
+    StepClock, Stopwatch, add_run_options, bare_default_render, command_line, cut_network, floor_adam, log,
+    machine_header, median, profile_pair, publish, table,
 )
 
 from interp.optvis import objectives, param, render, render_units  # noqa: E402
-from interp.optvis.transforms import standard_transforms  # noqa: E402
 
 SECTION = "## Against Lucent and torch-dreams (benchmarks/vs_anchors.py)"
 SIZE = 224
@@ -137,37 +137,19 @@ class HookJanitor:
                 del m._forward_hooks[key]
 
 
-def cut_at_layer3(net: nn.Module) -> nn.Sequential:
-    return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3).eval()
-
-
 def floor_loop(cut: nn.Module, channels: list[int], steps: int, seed: int = 0) -> None:
     """Adam on pixels -> sigmoid -> cut network -> row i scores the mean of channel c_i."""
     batch = len(channels)
-    g = torch.Generator().manual_seed(seed)
-    pixels = (torch.randn(batch, 3, SIZE, SIZE, generator=g) * 0.01).requires_grad_(True)
-    opt = torch.optim.Adam([pixels], lr=LR)
     rows = torch.arange(batch)
     idx = torch.tensor(channels)
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        acts = cut(torch.sigmoid(pixels))
-        (-acts[rows, idx].flatten(1).mean(1).sum()).backward()
-        opt.step()
+    floor_adam(cut, (batch, 3, SIZE, SIZE), steps, lambda acts: acts[rows, idx].flatten(1).mean(1).sum(), LR,
+               seed=seed)
 
 
 def bare_default_loop(cut: nn.Module, steps: int, seed: int = 0) -> None:
     """The floor with interp's default parameterization and transforms (what ``render`` computes
     with its defaults, written as a bare loop): the floor of the default workload."""
-    p = param.image((1, 3, SIZE, SIZE), seed=seed)
-    transforms = standard_transforms()
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(p.parameters(), lr=LR)
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        acts = cut(transforms(p(), g))
-        (-acts[:, CHANNEL].mean()).backward()
-        opt.step()
+    bare_default_render(cut, SIZE, steps, lambda acts: acts[:, CHANNEL].mean(), LR, seed=seed)
 
 
 class Variant:
@@ -235,38 +217,13 @@ def bracketed(floor: Variant, others: list[Variant], reps: int, label: str) -> d
     return ratios
 
 
-def profile_pair(name_a: str, fn_a, name_b: str, fn_b, top: int = 12) -> str:
-    """Self CPU time per op of two runs, side by side, largest differences first."""
-    from torch.profiler import ProfilerActivity, profile
-
-    tables = {}
-    for name, fn in ((name_a, fn_a), (name_b, fn_b)):
-        seed_everything(0)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            fn()
-        tables[name] = {e.key: (e.self_cpu_time_total, e.count) for e in prof.key_averages()}
-    a, b = tables[name_a], tables[name_b]
-    keys = sorted(set(a) | set(b), key=lambda k: -abs(b.get(k, (0, 0))[0] - a.get(k, (0, 0))[0]))
-    rows = []
-    for k in keys[:top]:
-        ta, ca = a.get(k, (0, 0))
-        tb, cb = b.get(k, (0, 0))
-        rows.append([f"`{k}`", f"{ta / 1e3:.1f} ({ca})", f"{tb / 1e3:.1f} ({cb})", f"{(tb - ta) / 1e3:+.1f}"])
-    total_a = sum(t for t, _ in a.values()) / 1e3
-    total_b = sum(t for t, _ in b.values()) / 1e3
-    rows.append(["**all ops**", f"{total_a:.1f}", f"{total_b:.1f}", f"{total_b - total_a:+.1f}"])
-    return table(["op", f"{name_a} self ms (calls)", f"{name_b} self ms (calls)", "difference ms"], rows)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6, help="optimization steps per call, one channel")
     parser.add_argument("--reps", type=int, default=5, help="measured repetitions, one channel")
     parser.add_argument("--steps8", type=int, default=3, help="optimization steps per call, eight channels")
     parser.add_argument("--reps8", type=int, default=3, help="measured repetitions, eight channels (0: skip)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--profile", action="store_true", help="add a torch.profiler op table: interp vs the bare default loop")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    add_run_options(parser, profile_help="add a torch.profiler op table: interp vs the bare default loop")
     args = parser.parse_args()
     if args.steps < 3 or (args.reps8 and args.steps8 < 2):
         parser.error("--steps must be >= 3 and --steps8 >= 2 (a typical step needs two intervals)")
@@ -282,7 +239,7 @@ def main() -> None:
     for p in nets["floor"].parameters():
         p.requires_grad_(False)
     probes = {name: Probe(net) for name, net in nets.items()}
-    cut = cut_at_layer3(nets["floor"])
+    cut = cut_network(nets["floor"])
     dreamer = torch_dreams.Dreamer(nets["dreams"], quiet=True, device="cpu")
     steps, steps8 = args.steps, args.steps8
     log(f"ResNet-50 (random weights) {SIZE}px, {LAYER} channel {CHANNEL}, {args.threads} threads, "
@@ -406,8 +363,7 @@ def main() -> None:
     parts = [
         SECTION,
         "",
-        f"Date: {today()}. Machine: {machine_line(args.threads)}; "
-        f"`OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}`. Lucent (torch-lucent) 0.1.8, "
+        f"{machine_header(args.threads)} Lucent (torch-lucent) 0.1.8, "
         f"torch-dreams {getattr(torch_dreams, '__version__', '?')}, installed by `benchmarks/install_anchors.sh`.",
         "",
         f"Reproduce: `{command_line()}` (add `--profile` for an op table of interp vs the bare loop).",
@@ -458,15 +414,11 @@ def main() -> None:
             f"Profile (`--profile`, torch.profiler, self CPU time of one {steps}-step call each, largest "
             f"differences first; interp `render` against the bare loop of the same default workload):",
             "",
-            profile_pair("bare default loop", lambda: bare_default_loop(cut, steps), "interp render", interp_one),
+            profile_pair("bare default loop", lambda: bare_default_loop(cut, steps), "interp render", interp_one,
+                         setup=lambda: seed_everything(0)),
             "",
         ]
-    parts += [f"Benchmark wall time: {total:.0f} s.", ""]
-    text = "\n".join(parts)
-    log("")
-    log(text)
-    if not args.no_write:
-        write_section(SECTION, text)
+    publish(SECTION, parts, total, write=not args.no_write)
 
 
 if __name__ == "__main__":
