@@ -195,7 +195,7 @@ def main() -> None:
     if args.profile:
         log("profiling dream against the floor")
         parts += [
-            f"Profile (`--profile`, torch.profiler, self CPU time of one dream each, largest differences first):",
+            "Profile (`--profile`, torch.profiler, self CPU time of one dream each, largest differences first):",
             "",
             profile_pair("floor", lambda: floor_run(args.steps), "dream", lambda: dream_run(args.steps)),
             "",

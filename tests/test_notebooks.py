@@ -1,6 +1,5 @@
 """Both notebooks run top to bottom (fast settings, no network)."""
 
-import os
 from pathlib import Path
 
 import nbformat

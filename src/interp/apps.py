@@ -6,7 +6,6 @@ Python user would write by hand is a datamodule, a model, callbacks and ``Traine
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from interp.errors import InterpError
 
-log = logging.getLogger("interp")
 
 
 def _run_dir() -> Path:

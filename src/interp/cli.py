@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime
 from pathlib import Path
 
 from interp.errors import InterpError
@@ -102,7 +101,3 @@ def main(argv: list[str] | None = None) -> None:
     except InterpError as exc:
         print(f"interp {command}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def timestamp() -> str:
-    return datetime.now().strftime("%Y-%m-%d_%H-%M-%S")

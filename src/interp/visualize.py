@@ -12,7 +12,7 @@ from pathlib import Path
 
 import lightning.pytorch as L
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from interp.callbacks import (AttributionCheck, DeepDream, EmbeddingProjector, FeatureVisualization, Inversion,
                               TopKExamples, UnitPanel)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import torch
 
 from interp.callbacks.base import InterpretationCallback, example_input, shared_results, unit_tag
 from interp.callbacks.topk import mine_for_trainer

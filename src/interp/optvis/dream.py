@@ -14,7 +14,6 @@ borders every step, so no seams remain and memory is bounded by one tile.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
