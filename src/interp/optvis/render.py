@@ -95,7 +95,8 @@ def render(
             colour-decorrelated one of ``shape``.
         transforms: ``"default"`` (chosen by image size), ``None``, or a callable
             ``(x, generator) -> x``.
-        steps, lr: Adam steps and learning rate (Lucent's defaults: 256 x 0.05... steps here).
+        steps, lr: Adam steps and learning rate (Lucent's defaults: 512 steps at 0.05; 256 is enough
+            for most units here).
         thresholds: steps at which to keep the images (default: the last step).
         seed: seeds the parameterization and the transforms; the same seed gives the same
             images on CPU.
