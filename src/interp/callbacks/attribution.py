@@ -7,7 +7,7 @@ import logging
 
 from interp.callbacks.base import InterpretationCallback, example_input, shared_results, unit_tag
 from interp.callbacks.topk import mine_for_trainer
-from interp.optvis.attribution import agreement, neuron_attributions, randomization_check
+from interp.optvis.attribution import agreement, neuron_attributions, randomization_check, randomized_copy
 from interp.report import grid, heatmap_overlay, titled_row, topk_images
 
 log = logging.getLogger("interp")
@@ -66,6 +66,7 @@ class AttributionCheck(InterpretationCallback):
             topk = mine_for_trainer(trainer, pl_module, self.layer, units, self.k, dataset, self.batch_size)
         rows = {u: i for i, u in enumerate(topk.units.tolist())}
         completeness, rand_ig, rand_grad, same = [], [], [], []
+        randomized = randomized_copy(pl_module) if self.sanity_check else None  # one copy for every unit
         for unit in units:
             examples = topk_images(topk, dataset, rows[unit])[: self.k]
             ig, err = neuron_attributions(pl_module, self.layer, unit, examples, method="ig", n_steps=self.ig_steps,
@@ -82,8 +83,10 @@ class AttributionCheck(InterpretationCallback):
             completeness.append(float(err.mean()))
             if self.sanity_check:
                 r_ig = randomization_check(pl_module, self.layer, unit, examples, method="ig", n_steps=self.ig_steps,
-                                           internal_batch_size=self.internal_batch_size)
-                r_grad = randomization_check(pl_module, self.layer, unit, examples, method="saliency")
+                                           internal_batch_size=self.internal_batch_size, randomized=randomized,
+                                           trained=ig)
+                r_grad = randomization_check(pl_module, self.layer, unit, examples, method="saliency",
+                                             randomized=randomized, trained=sal)
                 reporter.scalar(tag + "/randomization_spearman_ig", r_ig["randomized"], step)
                 reporter.scalar(tag + "/randomization_spearman_grad", r_grad["randomized"], step)
                 reporter.scalar(tag + "/same_model_spearman_ig", r_ig["same_model"], step)

@@ -129,13 +129,20 @@ def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def randomization_check(model: nn.Module, layer: str, unit: int, inputs: torch.Tensor, method: str = "ig",
-                        seed: int = 0, **kwargs) -> dict[str, float]:
+                        seed: int = 0, randomized: nn.Module | None = None, trained: torch.Tensor | None = None,
+                        **kwargs) -> dict[str, float]:
     """Mean Spearman correlation over ``inputs`` of |attribution| maps: trained vs randomized
     model (``randomized``), and, as a reference, two attributions of the trained model (IG with
     ``n_steps`` vs half as many; for saliency, the maps against themselves on the inputs plus
-    tiny noise) (``same_model``)."""
-    trained, _ = neuron_attributions(model, layer, unit, inputs, method=method, **kwargs)
-    random_maps, _ = neuron_attributions(randomized_copy(model, seed), layer, unit, inputs, method=method, **kwargs)
+    tiny noise) (``same_model``).
+
+    Checking many units: pass the same ``randomized`` model (``randomized_copy(model)``) to each
+    call, and the trained model's ``trained`` maps when they are already computed.
+    """
+    if trained is None:
+        trained, _ = neuron_attributions(model, layer, unit, inputs, method=method, **kwargs)
+    randomized = randomized if randomized is not None else randomized_copy(model, seed)
+    random_maps, _ = neuron_attributions(randomized, layer, unit, inputs, method=method, **kwargs)
     if method == "ig":
         steps = kwargs.get("n_steps", 64)
         other, _ = neuron_attributions(model, layer, unit, inputs, method=method, **{**kwargs, "n_steps": max(2, steps // 2)})
