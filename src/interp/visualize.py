@@ -14,8 +14,6 @@ import lightning.pytorch as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from interp.callbacks import (AttributionCheck, DeepDream, EmbeddingProjector, FeatureVisualization, Inversion,
-                              TopKExamples, UnitPanel)
 from interp.errors import InterpError
 from interp.runs import find_checkpoint
 
@@ -53,31 +51,36 @@ def _units(cfg) -> object:
     return list(units) if OmegaConf.is_list(units) else units
 
 
-def build_callbacks(cfg: DictConfig, names: list[str], layer: str, units, dataset, random_note: str | None) -> list:
-    """The interpretation callbacks named in ``names``, set up for this visualize run."""
-    common = dict(on_error="raise")
-    # Grayscale digits: the same total-variation and L1 penalties as the training defaults.
-    smooth = dict(tv_weight=50.0, l1_weight=30.0) if layer.startswith("dense") else {}
+def build_callbacks(cfg: DictConfig, names: list[str], layer: str, dataset, random_note: str | None) -> list:
+    """The callbacks named in ``names``, built from the same ``configs/callbacks/<name>.yaml`` that
+    training uses, with this run's layer, units, steps and data."""
+    from hydra.utils import instantiate
+
+    from interp.cli import config_dir
+
+    folder = Path(config_dir()) / "callbacks"
+    known = sorted(p.stem for p in folder.glob("*.yaml"))
+    # A plain (non-struct) copy of the run's config, with `unit=` taking the place of `units`.
+    base = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    base.units = _units(cfg)
     made = []
     for name in names:
-        if name == "topk":
-            made.append(TopKExamples(layer, units, dataset=dataset, **common))
-        elif name == "featvis":
-            made.append(FeatureVisualization(layer, units, steps=cfg.steps, seed=cfg.seed, **smooth, **common))
-        elif name == "panel":
-            made.append(UnitPanel(layer, units, steps=cfg.steps, seed=cfg.seed, dataset=dataset, **smooth, **common))
-        elif name == "attribution":
-            made.append(AttributionCheck(layer, units, dataset=dataset, **common))
-        elif name == "inversion":
-            made.append(Inversion(layer, dataset=dataset, **common))
-        elif name == "dream":
-            made.append(DeepDream(layer, images=cfg.image, size=cfg.size, octaves=cfg.octaves,
-                                  steps_per_octave=cfg.steps_per_octave, seed=cfg.seed, note=random_note, **common))
-        elif name == "projector":
-            made.append(EmbeddingProjector(layer, dataset=dataset, **common))
-        else:
-            raise InterpError(f"unknown interpretation {name!r}: use topk, featvis, panel, attribution, inversion, "
-                              "dream or projector")
+        if name not in known:
+            raise InterpError(f"unknown interpretation {name!r}: use one of {', '.join(known)}")
+        node = OmegaConf.load(folder / f"{name}.yaml")
+        override = {"layer": layer, "on_error": "raise", "dataset": None}
+        for key, value in (("steps", cfg.steps), ("octaves", cfg.octaves), ("steps_per_octave", cfg.steps_per_octave),
+                           ("seed", cfg.seed)):
+            if key in node:
+                override[key] = value
+        if name == "dream":
+            override["note"] = random_note
+        if not layer.startswith("dense"):
+            # The smoothing penalties of the configs are tuned for 28x28 digits.
+            override.update({k: 0.0 for k in ("tv_weight", "l1_weight") if k in node})
+        # Interpolations such as ${units} and ${image} resolve against this run's config.
+        merged = OmegaConf.merge(base, {"_callback": OmegaConf.merge(node, override)})
+        made.append(instantiate(merged._callback, dataset=dataset))
     return made
 
 
@@ -134,7 +137,7 @@ def run_visualize(cfg: DictConfig, run_dir: Path) -> list[Path]:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(device).eval()
-    callbacks = build_callbacks(cfg, names, layer, _units(cfg), dataset, random_note)
+    callbacks = build_callbacks(cfg, names, layer, dataset, random_note)
     logger = TensorBoardLogger(str(run_dir), name="", version="", default_hp_metric=False)
     trainer = L.Trainer(logger=logger, accelerator="cpu" if device == "cpu" else "auto", devices=1, max_epochs=0,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(run_dir))
