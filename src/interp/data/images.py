@@ -7,6 +7,8 @@ grayscale). Models carry their own normalization, so nothing here subtracts mean
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,7 +17,10 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from interp.errors import DataError, DataNotFoundError, ImageReadError
+from interp.optvis.inputs import pil_to_tensor
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 _ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -25,35 +30,94 @@ def default_face_image_path() -> Path:
     return _ASSETS / "astronaut.png"
 
 
+def _bomb_error(path: Path, exc: Exception) -> ImageReadError:
+    """PIL's decompression-bomb error or warning as one line naming the pixel count."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+    return ImageReadError(
+        f"{path}: {pixels}, more than PIL.Image.MAX_IMAGE_PIXELS ({Image.MAX_IMAGE_PIXELS:,}): refused as a "
+        f"possible decompression bomb (raise that limit if you trust the file)"
+    )
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file with PIL, reading its header only; every failure is one-line error.
+
+    The caller must close the image (``with open_image(p) as img``). A picture with more pixels
+    than ``PIL.Image.MAX_IMAGE_PIXELS`` is refused even where PIL would only warn.
+
+    Raises:
+        DataNotFoundError: no such file.
+        ImageReadError: a folder, an unreadable file (permissions), not an image, or a
+            decompression bomb; the message names the path.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ImageReadError(f"{path} is a folder, not an image file")
+    if not path.exists():
+        raise DataNotFoundError(f"image not found: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise _bomb_error(path, e) from None
+    except PermissionError as e:
+        raise ImageReadError(f"{path} cannot be read: {e.strerror or 'permission denied'}") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path} is not an image file that can be read (unknown format)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(f"{path} is not an image file that can be read ({_one_line(e)})") from None
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and img.width * img.height > limit:
+        # Reached when another thread changed the warning filters while we opened the file.
+        img.close()
+        raise _bomb_error(path, ValueError(f"({img.width * img.height} pixels)"))
+    return img
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def load_image(
     path: str | os.PathLike,
     size: int | Sequence[int] | None = None,
     mode: str = "RGB",
+    background: float = 1.0,
 ) -> torch.Tensor:
     """Read an image file as a float tensor (C, H, W) in [0, 1].
 
+    Every PIL mode is scaled by its real range (see :func:`interp.optvis.inputs.pil_to_tensor`):
+    8-bit by 255, 16-bit (``I;16``, 16-bit PNG and TIFF) by 65535, 1-bit to 0 or 1, 32-bit
+    integers by the file's bit depth; floating-point images (``F``) must hold values in [0, 1].
+    Transparent pixels are composited over ``background`` (white by default).
+
     Args:
-        path: the image file (anything PIL reads: PNG, JPEG, BMP, WebP...).
+        path: the image file (anything PIL reads: PNG, JPEG, BMP, WebP, TIFF...).
         size: ``None`` keeps the size; an int resizes the shorter side to it, keeping the
             aspect ratio; ``(height, width)`` resizes to exactly that.
-        mode: ``"RGB"`` (3 channels; alpha is dropped, grayscale repeated) or ``"L"`` (1 channel).
+        mode: ``"RGB"`` (3 channels; grayscale repeated) or ``"L"`` (1 channel, luma).
+        background: the gray level in [0, 1] that transparent pixels show (1.0 white, 0.0 black).
 
     Raises:
-        FileNotFoundError: no such file.
-        ValueError: the file is not an image PIL can read (the message names the path).
+        DataNotFoundError (a FileNotFoundError): no such file.
+        ImageReadError (a ValueError): a folder, an unreadable file, not an image, a truncated
+            or corrupt image, a decompression bomb, or values a mode cannot hold; one line that
+            names the path.
+        ImageRangeError (a ValueError): a floating-point image with values outside [0, 1].
+        ValueError: ``mode`` is neither ``"RGB"`` nor ``"L"``.
     """
-    path = Path(path).expanduser()
     if mode not in ("RGB", "L"):
         raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as img:
+    path = Path(path).expanduser()
+    with open_image(path) as img:
+        try:
             img.load()
-            img = img.convert(mode)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"{path} is not an image file that can be read ({e})") from None
-    image = TF.to_dtype(TF.pil_to_tensor(img), torch.float32, scale=True)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ImageReadError(f"{path} is not an image file that can be read ({_one_line(e)})") from None
+        image = pil_to_tensor(img, mode=mode, background=background, name=str(path))
     if size is not None:
         image = resize(image, size)
     return image
@@ -97,7 +161,18 @@ class ImageFolderDataset(Dataset):
 
     Items are ``(image, index)`` with the image a float tensor (C, H, W) in [0, 1] after
     ``transform``. Batching images of different sizes needs a transform that fixes the size
-    (for example :func:`face_transform`). Extensions: jpg, jpeg, png, bmp, webp (any case).
+    (for example :func:`face_transform`). Extensions: jpg, jpeg, png, bmp, webp, tif, tiff
+    (any case).
+
+    Every file's header is opened once here: files that are not readable images (unreadable,
+    not an image, a decompression bomb) are skipped with one warning that counts them, and are
+    listed in :attr:`skipped`. A file whose header reads but whose pixels are truncated fails
+    later, when its item is read, with an :class:`~interp.errors.ImageReadError` naming it.
+
+    Raises:
+        DataNotFoundError (a FileNotFoundError): the folder does not exist.
+        DataError (a ValueError): the path is a file, or the folder holds no image files.
+        ImageReadError (a ValueError): none of the image files can be read.
     """
 
     def __init__(
@@ -107,16 +182,44 @@ class ImageFolderDataset(Dataset):
         recursive: bool = True,
         mode: str = "RGB",
     ):
+        if mode not in ("RGB", "L"):
+            raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
         self.folder = Path(folder).expanduser()
+        if not self.folder.exists():
+            raise DataNotFoundError(f"image folder not found: {self.folder}")
         if not self.folder.is_dir():
-            raise FileNotFoundError(f"image folder not found: {self.folder}")
-        files = self.folder.rglob("*") if recursive else self.folder.iterdir()
-        self.paths = sorted(
-            (p for p in files if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
+            raise DataError(f"{self.folder} is a file, not a folder of images")
+        try:
+            files = list(self.folder.rglob("*") if recursive else self.folder.iterdir())
+        except OSError as e:
+            raise DataError(f"image folder {self.folder} cannot be listed: {e.strerror or e}") from None
+        candidates = sorted(
+            (p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
             key=lambda p: p.relative_to(self.folder).as_posix(),
         )
-        if not self.paths:
-            raise ValueError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {self.folder}")
+        if not candidates:
+            raise DataError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {self.folder}")
+        self.paths: list[Path] = []
+        self.skipped: list[tuple[Path, str]] = []
+        for path in candidates:
+            try:
+                with open_image(path):
+                    pass
+            except (ImageReadError, DataNotFoundError) as e:
+                self.skipped.append((path, str(e)))
+            else:
+                self.paths.append(path)
+        if self.skipped:
+            first, reason = self.skipped[0]
+            if not self.paths:
+                raise ImageReadError(
+                    f"none of the {len(candidates)} image files in {self.folder} can be read (first: {reason})"
+                )
+            warnings.warn(
+                f"skipped {len(self.skipped)} of {len(candidates)} image files in {self.folder} that cannot be "
+                f"read (first: {reason})",
+                stacklevel=2,
+            )
         self.transform = transform
         self.mode = mode
 

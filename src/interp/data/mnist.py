@@ -1,20 +1,26 @@
 """MNIST as a LightningDataModule that keeps the whole set in memory as tensors.
 
-The files are read from ``<root>/MNIST/raw/`` (the layout of ``torchvision.datasets.MNIST``).
+The files are read from ``<root>/MNIST/raw/`` (the layout of ``torchvision.datasets.MNIST``), plain
+or gzipped, by a reader that names the file and the problem when one is truncated or corrupt.
 Batches are sliced from one uint8 tensor and scaled to [0, 1] per batch, never built image by
 image through PIL.
 """
 
 from __future__ import annotations
 
+import gzip
+import math
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import lightning.pytorch as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from interp.errors import DataNotFoundError
+from interp.errors import DataError, DataNotFoundError
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -34,19 +40,85 @@ def _have_files(raw: Path) -> bool:
     return all((raw / f).exists() or (raw / f"{f}.gz").exists() for f in MNIST_FILES)
 
 
+_IDX_MAGIC = {"images": 2051, "labels": 2049}  # 0x0803: ubyte, 3 dims; 0x0801: ubyte, 1 dim
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The bytes of ``path``, decompressed when it ends in ``.gz``."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise DataError(f"MNIST file {path} is a corrupt or truncated gzip file ({e})") from None
+    except OSError as e:
+        raise DataError(f"MNIST file {path} cannot be read: {e.strerror or e}") from None
+
+
+def read_idx(path: str | os.PathLike, kind: str) -> torch.Tensor:
+    """Read one MNIST IDX file (or its ``.gz``): ``kind`` ``"images"`` gives uint8 [N, H, W],
+    ``"labels"`` gives int64 [N] with values 0-9.
+
+    Raises:
+        DataError: the file cannot be read, is truncated or too long, has a magic number other
+            than 2051 (images) or 2049 (labels), or holds labels outside 0-9; one line that names
+            the file and what is wrong.
+    """
+    path = Path(path)
+    magic_wanted = _IDX_MAGIC[kind]
+    data = _read_bytes(path)
+    if len(data) < 8:
+        raise DataError(f"MNIST file {path} is truncated: {len(data)} bytes, shorter than an IDX header")
+    (magic,) = struct.unpack(">I", data[:4])
+    if magic != magic_wanted:
+        raise DataError(
+            f"MNIST file {path} has magic number {magic} (0x{magic:08x}), not {magic_wanted} "
+            f"(0x{magic_wanted:08x}) of an IDX {kind} file: a wrong or corrupt file"
+        )
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"MNIST file {path} is truncated: {len(data)} bytes, shorter than its {header}-byte header")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    expected = header + math.prod(dims)
+    shape = " x ".join(str(d) for d in dims)
+    if len(data) != expected:
+        what = "truncated" if len(data) < expected else "too long"
+        raise DataError(
+            f"MNIST file {path} is {what}: {len(data)} bytes where its header ({shape}) announces {expected}"
+        )
+    values = torch.from_numpy(np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy())
+    if kind == "labels":
+        if values.numel() and int(values.max()) > 9:
+            raise DataError(f"MNIST file {path} holds label {int(values.max())}; MNIST labels are 0-9")
+        return values.long()
+    return values
+
+
+def _idx_path(raw: Path, name: str) -> Path:
+    plain = raw / name
+    return plain if plain.exists() else raw / f"{name}.gz"
+
+
 def load_mnist(root: str | os.PathLike | None = None, train: bool = True, download: bool = True):
     """Return ``(images uint8 [N, 1, 28, 28], labels int64 [N])`` for one MNIST split.
 
-    A missing data set is downloaded with torchvision's own downloader when ``download`` is true;
-    when that fails (no network) a :class:`DataNotFoundError` names the folder and the files
-    expected there.
-    """
-    from torchvision.datasets import MNIST
+    The IDX files are read from ``<root>/MNIST/raw/`` (plain or ``.gz``). A missing data set is
+    downloaded with torchvision's own downloader when ``download`` is true.
 
+    Raises:
+        DataNotFoundError: the files are missing and could not be downloaded (no network); names
+            the folder and the files expected there.
+        DataError: a file is unreadable, truncated or not an IDX file of the right kind, or the
+            labels do not match the images in number; names the file.
+    """
     root = Path(root if root is not None else default_data_root()).expanduser()
     raw = root / "MNIST" / "raw"
     if not _have_files(raw):
         if download:
+            from torchvision.datasets import MNIST
+
             try:
                 MNIST(str(root), train=train, download=True)
             except Exception:  # network errors come in many types (URLError, OSError, RuntimeError)
@@ -56,8 +128,16 @@ def load_mnist(root: str | os.PathLike | None = None, train: bool = True, downlo
                 f"MNIST not found in {raw} and could not be downloaded: expected the files "
                 f"{', '.join(MNIST_FILES)} there (set data.root=... or ${DATA_DIR_ENV})"
             )
-    ds = MNIST(str(root), train=train, download=False)
-    return ds.data.unsqueeze(1).contiguous(), ds.targets.long().contiguous()
+    prefix = "train" if train else "t10k"
+    image_file = _idx_path(raw, f"{prefix}-images-idx3-ubyte")
+    label_file = _idx_path(raw, f"{prefix}-labels-idx1-ubyte")
+    images = read_idx(image_file, "images")
+    labels = read_idx(label_file, "labels")
+    if len(labels) != len(images):
+        raise DataError(
+            f"MNIST file {label_file} holds {len(labels)} labels for the {len(images)} images of {image_file.name}"
+        )
+    return images.unsqueeze(1).contiguous(), labels.contiguous()
 
 
 class TensorImageDataset(Dataset):
@@ -132,7 +212,10 @@ class MNISTDataModule(L.LightningDataModule):
         self.subset = subset
         self.seed = seed
         self.download = download
-        self.train_set = self.val_set = self.test_set = self.full_train_set = None
+        self.train_set: TensorImageDataset | None = None
+        self.val_set: TensorImageDataset | None = None
+        self.test_set: TensorImageDataset | None = None
+        self.full_train_set: TensorImageDataset | None = None
 
     def prepare_data(self) -> None:
         load_mnist(self.root, train=True, download=self.download)
@@ -155,21 +238,26 @@ class MNISTDataModule(L.LightningDataModule):
         self.val_set = TensorImageDataset(x[val_idx], y[val_idx])
         self.test_set = TensorImageDataset(xt, yt)
 
+    @staticmethod
+    def _ready(dataset: TensorImageDataset | None) -> TensorImageDataset:
+        assert dataset is not None, "MNISTDataModule: call setup() first"  # Lightning does, before any loader
+        return dataset
+
     def train_dataloader(self) -> DataLoader:
-        return tensor_loader(self.train_set, self.batch_size, shuffle=True)
+        return tensor_loader(self._ready(self.train_set), self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return tensor_loader(self.val_set, self.eval_batch_size)
+        return tensor_loader(self._ready(self.val_set), self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return tensor_loader(self.test_set, self.eval_batch_size)
+        return tensor_loader(self._ready(self.test_set), self.eval_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
-        return tensor_loader(self.test_set, self.eval_batch_size)
+        return tensor_loader(self._ready(self.test_set), self.eval_batch_size)
 
     # What interpretation callbacks use (any datamodule may offer these two).
     def interp_dataset(self, split: str = "train") -> Dataset:
         """The data set that interpretation mines: ``train`` (all 60,000) or ``test``."""
         if self.full_train_set is None:
             self.setup()
-        return self.full_train_set if split == "train" else self.test_set
+        return self._ready(self.full_train_set if split == "train" else self.test_set)
