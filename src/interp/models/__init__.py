@@ -1,6 +1,18 @@
-"""LightningModules: the MNIST MLP and the VGGFace2 ResNet-50."""
+"""LightningModules: the MNIST MLP and CNN, the VGGFace2 ResNet-50, the learned image prior, and a
+normalizing wrapper for other people's models."""
 
+from interp.models.cnn import MnistCNN
 from interp.models.mlp import MnistMLP, Normalize
+from interp.models.prior import ImagePrior, train_prior
 from interp.models.vggface2 import CaffePreprocess, FaceResNet50, VGGFace2ResNet50
 
-__all__ = ["CaffePreprocess", "FaceResNet50", "MnistMLP", "Normalize", "VGGFace2ResNet50"]
+__all__ = [
+    "CaffePreprocess",
+    "FaceResNet50",
+    "ImagePrior",
+    "MnistCNN",
+    "MnistMLP",
+    "Normalize",
+    "VGGFace2ResNet50",
+    "train_prior",
+]

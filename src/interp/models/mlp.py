@@ -9,12 +9,10 @@ are modules inside the model: it takes images in [0, 1] shaped (N, 1, 28, 28).
 
 from __future__ import annotations
 
-import lightning.pytorch as L
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+
+from interp.models.classifier import ImageClassifier
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -22,6 +20,9 @@ MNIST_STD = 0.3081
 
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel, with mean and std as buffers (they follow ``.to()``)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, mean, std):
         super().__init__()
@@ -32,7 +33,7 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-class MnistMLP(L.LightningModule):
+class MnistMLP(ImageClassifier):
     """MNIST classifier 784-512-512-10 (``dense_1``, ``dense_2``, ``dense_3``).
 
     Args:
@@ -68,67 +69,10 @@ class MnistMLP(L.LightningModule):
         self.relu_2 = nn.ReLU()
         self.dropout_2 = nn.Dropout(dropout)
         self.dense_3 = nn.Linear(hidden, num_classes)
-        self.train_acc = MulticlassAccuracy(num_classes)
-        self.train_loss = MeanMetric()
-        self.val_acc = MulticlassAccuracy(num_classes)
-        self.test_acc = MulticlassAccuracy(num_classes)
+        self.setup_metrics(num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.flatten(self.normalize(x))
         x = self.dropout_1(self.relu_1(self.dense_1(x)))
         x = self.dropout_2(self.relu_2(self.dense_2(x)))
         return self.dense_3(x)
-
-    def _step(self, batch, metric, stage: str):
-        x, y = batch[0], batch[1]
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        metric(logits, y)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
-        return loss
-
-    def training_step(self, batch, batch_idx):
-        # The per-step cost of logging is most of Lightning's overhead on a model this small
-        # (benchmarks/train_speed.py): accumulate the epoch metrics with `update` and log the
-        # step loss only every `log_every_n_steps`.
-        x, y = batch[0], batch[1]
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        self.train_acc.update(logits.detach(), y)
-        self.train_loss.update(loss.detach(), weight=y.shape[0])
-        if self._trainer is not None and batch_idx % max(1, self.trainer.log_every_n_steps) == 0:
-            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)
-        return loss
-
-    def on_train_epoch_end(self):
-        self.log("train/loss", self.train_loss.compute())
-        self.log("train/acc", self.train_acc.compute(), prog_bar=True)
-        self.train_loss.reset()
-        self.train_acc.reset()
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, self.val_acc, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, self.test_acc, "test")
-
-    def predict_step(self, batch, batch_idx, dataloader_idx=0):
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x).argmax(dim=1)
-
-    def configure_optimizers(self):
-        name = self.hparams.optimizer.lower()
-        if name == "adam":
-            opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-        elif name == "rmsprop":
-            opt = torch.optim.RMSprop(self.parameters(), lr=self.hparams.lr)
-        else:
-            raise ValueError(f"unknown optimizer {self.hparams.optimizer!r}: use 'adam' or 'rmsprop'")
-        schedule = self.hparams.get("schedule", "none")
-        if schedule == "none" or self._trainer is None:
-            return opt
-        if schedule == "cosine":
-            epochs = max(1, int(self.trainer.max_epochs or 1))
-            return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)}
-        raise ValueError(f"unknown schedule {schedule!r}: use 'cosine' or 'none'")
