@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.interp-installed
 PORT   ?= 6006
 ARGS   ?=
 
-.PHONY: install train test test-fast visualize tensorboard bench readme-images clean
+.PHONY: install browser train test test-fast lint format visualize tensorboard bench readme-images clean
 
 install: $(STAMP)
 
@@ -20,15 +20,29 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(BIN)/python -m interp train $(ARGS)
 
+# Headless Chromium (Debian's package) for the atlas's browser tests; nothing to do when it is there.
+browser:
+	bash scripts/install_chromium.sh
+
 # Passive OpenMP waiting: the suite starts subprocesses (DDP, notebooks, the CLI) that share the cores.
-test: $(STAMP)
+test: $(STAMP) browser
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/python -m pytest -q $(ARGS)
+
+# ruff (lint and format) and mypy over the package, tests and benchmarks.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
 visualize: $(STAMP)
-	$(BIN)/python -m interp visualize $(or $(ARGS),ckpt=latest unit=32)
+	$(BIN)/python -m interp visualize $(or $(ARGS),ckpt=latest units=32)
 
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir runs --host 127.0.0.1 --port $(PORT)
@@ -37,12 +51,12 @@ tensorboard: $(STAMP)
 # runs every benchmark; results go to benchmarks/RESULTS.md.
 bench: $(STAMP)
 	VENV=$(VENV) bash benchmarks/install_anchors.sh
-	$(BIN)/python benchmarks/run_all.py $(ARGS)
+	$(BIN)/python -m benchmarks.run_all $(ARGS)
 
 # Regenerates the two pictures at the top of the README from the newest training run.
 readme-images: $(STAMP)
-	$(BIN)/python -m interp visualize ckpt=latest unit=32 'interpretations=[panel]' experiment=readme
-	$(BIN)/python -m interp visualize model=vggface2 model.weights=random 'interpretations=[dream]' size=320 experiment=readme
+	$(BIN)/python -m interp visualize ckpt=latest units=32 'callbacks=[panel]' experiment=readme
+	$(BIN)/python -m interp visualize preset=vggface2 model.weights=random 'callbacks=[dream]' size=320 experiment=readme
 	mkdir -p docs
 	cp "$$(ls -td runs/readme/*/ | sed -n 2p)interp/panel/dense_1/unit_032.png" docs/panel_dense_1_unit_032.png
 	cp "$$(ls -td runs/readme/*/ | sed -n 1p)interp/dream/layer3.png" docs/dream_vggface2_layer3_random_weights.png

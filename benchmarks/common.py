@@ -5,8 +5,8 @@ Shared CPU machines drift (other jobs, frequency changes) by tens of percent wit
 benchmark never times one variant after the other: :func:`interleave` runs every variant once per
 repetition, rotating their order, and the reports compare medians of the repetitions.
 
-Scripts in this folder import it as ``from common import ...`` (run them as
-``.venv/bin/python benchmarks/<name>.py`` from the repository root).
+Scripts in this folder import it as ``from benchmarks.common import ...`` (run them as
+``.venv/bin/python -m benchmarks.<name>`` from the repository root).
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from interp.optvis import param
-from interp.optvis.dream import _octave_sizes
+from interp.optvis import octave_sizes, param
 from interp.optvis.transforms import standard_transforms
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,10 +66,7 @@ def today() -> str:
 
 def machine_header(threads: int) -> str:
     """A report's first line: date, machine and the OpenMP wait policy."""
-    return (
-        f"Date: {today()}. Machine: {machine_line(threads)}; "
-        f"`OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}`."
-    )
+    return f"Date: {today()}. Machine: {machine_line(threads)}; `OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}`."
 
 
 def log(message: str) -> None:
@@ -173,7 +169,7 @@ def interleave(
     wall: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
     for rep in range(reps):
-        order = names[rep % len(names):] + names[: rep % len(names)] if rotate else names
+        order = names[rep % len(names) :] + names[: rep % len(names)] if rotate else names
         for name in order:
             w, c = measure(name, variants[name])
             wall[name].append(w)
@@ -292,8 +288,14 @@ def publish(section: str, parts: list[str], seconds: float, write: bool) -> None
         write_section(section, text)
 
 
-def profile_pair(name_a: str, fn_a: Callable[[], object], name_b: str, fn_b: Callable[[], object],
-                 top: int = 12, setup: Callable[[], object] | None = None) -> str:
+def profile_pair(
+    name_a: str,
+    fn_a: Callable[[], object],
+    name_b: str,
+    fn_b: Callable[[], object],
+    top: int = 12,
+    setup: Callable[[], object] | None = None,
+) -> str:
     """Self CPU time per op of one run of each, side by side, largest differences (b - a) first.
 
     ``setup`` (e.g. seeding) runs before each of the two runs, outside the profile.
@@ -333,9 +335,15 @@ def cut_network(net: nn.Module, names: tuple[str, ...] = RESNET_TO_LAYER3) -> nn
     return nn.Sequential(*(getattr(net, name) for name in names)).eval()
 
 
-def _adam_ascent(cut: nn.Module, params, image: Callable[[], torch.Tensor], steps: int,
-                 score: Callable[[torch.Tensor], torch.Tensor], lr: float,
-                 on_step: Callable[[], object] | None) -> None:
+def _adam_ascent(
+    cut: nn.Module,
+    params,
+    image: Callable[[], torch.Tensor],
+    steps: int,
+    score: Callable[[torch.Tensor], torch.Tensor],
+    lr: float,
+    on_step: Callable[[], object] | None,
+) -> None:
     """``steps`` Adam steps on ``params`` maximizing ``score(cut(image()))``; ``on_step`` after each."""
     opt = torch.optim.Adam(params, lr=lr)
     for _ in range(steps):
@@ -347,8 +355,15 @@ def _adam_ascent(cut: nn.Module, params, image: Callable[[], torch.Tensor], step
             on_step()
 
 
-def floor_adam(cut: nn.Module, shape: tuple[int, ...], steps: int, score: Callable[[torch.Tensor], torch.Tensor],
-               lr: float, seed: int = 0, on_step: Callable[[], object] | None = None) -> None:
+def floor_adam(
+    cut: nn.Module,
+    shape: tuple[int, ...],
+    steps: int,
+    score: Callable[[torch.Tensor], torch.Tensor],
+    lr: float,
+    seed: int = 0,
+    on_step: Callable[[], object] | None = None,
+) -> None:
     """The floor of a render step: Adam on a pixel tensor of ``shape`` -> sigmoid -> ``cut``,
     maximizing ``score`` of the activations; no transforms."""
     g = torch.Generator().manual_seed(seed)
@@ -356,8 +371,15 @@ def floor_adam(cut: nn.Module, shape: tuple[int, ...], steps: int, score: Callab
     _adam_ascent(cut, [pixels], lambda: torch.sigmoid(pixels), steps, score, lr, on_step)
 
 
-def bare_default_render(cut: nn.Module, size: int, steps: int, score: Callable[[torch.Tensor], torch.Tensor],
-                        lr: float, seed: int = 0, on_step: Callable[[], object] | None = None) -> None:
+def bare_default_render(
+    cut: nn.Module,
+    size: int,
+    steps: int,
+    score: Callable[[torch.Tensor], torch.Tensor],
+    lr: float,
+    seed: int = 0,
+    on_step: Callable[[], object] | None = None,
+) -> None:
     """The floor with ``render``'s default parameterization (``param.image``: Fourier,
     colour-decorrelated) and transforms (``standard_transforms``), written as a bare loop."""
     p = param.image((1, 3, size, size), seed=seed)
@@ -366,20 +388,31 @@ def bare_default_render(cut: nn.Module, size: int, steps: int, score: Callable[[
     _adam_ascent(cut, p.parameters(), lambda: transforms(p(), g), steps, score, lr, on_step)
 
 
-def bare_dream(cut: nn.Module, base: torch.Tensor, octaves: int, steps: int, scale: float = 1.4,
-               jitter: int = 32, step_size: float = 1.5, seed: int = 0) -> torch.Tensor:
+def bare_dream(
+    cut: nn.Module,
+    base: torch.Tensor,
+    octaves: int,
+    steps: int,
+    scale: float = 1.4,
+    jitter: int = 32,
+    step_size: float = 1.5,
+    seed: int = 0,
+) -> torch.Tensor:
     """The floor of DeepDream: ``dream``'s algorithm as a bare loop on ``cut``.
 
-    The octave sizes of ``dream`` (``_octave_sizes``), random roll jitter from a seeded generator,
+    The octave sizes of ``dream`` (``octave_sizes``), random roll jitter from a seeded generator,
     squared-L2 objective, gradient to the input, step ``step_size/255 * g / mean|g|``, clamp to
     [0, 1], detail carried from octave to octave.
     """
     g = torch.Generator().manual_seed(seed)
     detail = None
     x = base
-    for size in _octave_sizes(base.shape[-2], base.shape[-1], octaves, scale):
-        octave_base = base if size == tuple(base.shape[-2:]) else F.interpolate(
-            base, size=size, mode="bilinear", align_corners=False)
+    for size in octave_sizes(base.shape[-2], base.shape[-1], octaves, scale):
+        octave_base = (
+            base
+            if size == tuple(base.shape[-2:])
+            else F.interpolate(base, size=size, mode="bilinear", align_corners=False)
+        )
         if detail is None:
             detail = torch.zeros_like(octave_base)
         elif detail.shape[-2:] != octave_base.shape[-2:]:

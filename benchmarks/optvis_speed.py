@@ -27,8 +27,8 @@ one process; medians over the repetitions are reported.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/optvis_speed.py             # ~3 min on 2 busy cores
-    .venv/bin/python benchmarks/optvis_speed.py --profile --no-write
+    .venv/bin/python -m benchmarks.optvis_speed             # ~3 min on 2 busy cores
+    .venv/bin/python -m benchmarks.optvis_speed --profile --no-write
 """
 
 from __future__ import annotations
@@ -40,22 +40,42 @@ import os
 # torch loads its OpenMP runtime); an explicit setting in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import time  # noqa: E402
+import argparse
+import contextlib
+import time
 
-from common import (  # noqa: E402
-    StepClock, Stopwatch, add_run_options, bare_default_render, bare_dream, command_line, cut_network, data_root,
-    floor_adam, interleave, log, machine_header, median, paired_ratio, profile_pair, publish, spread, table,
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from benchmarks.common import (
+    StepClock,
+    Stopwatch,
+    add_run_options,
+    bare_default_render,
+    bare_dream,
+    command_line,
+    cut_network,
+    data_root,
+    floor_adam,
+    interleave,
+    log,
+    machine_header,
+    median,
+    paired_ratio,
+    profile_pair,
+    publish,
+    spread,
+    table,
 )
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-import torchvision  # noqa: E402
-from torch import nn  # noqa: E402
-
-from interp.optvis import dream, objectives, param, render  # noqa: E402
-from interp.optvis.dream import _octave_sizes  # noqa: E402
+from interp.optvis import (
+    dream,
+    objectives,
+    octave_sizes,
+    param,
+    render,
+)
 
 SECTION = "## Feature visualization and DeepDream speed (benchmarks/optvis_speed.py)"
 SIZE = 224
@@ -140,17 +160,25 @@ def main() -> None:
     photo = load_photo()
     steps, dsteps, octaves = args.steps, args.dream_steps, args.octaves
     dream_total_steps = octaves * dsteps
-    log(f"ResNet-50 (random weights) at {SIZE}px, {args.threads} threads, "
+    log(
+        f"ResNet-50 (random weights) at {SIZE}px, {args.threads} threads, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; render {steps} steps, "
-        f"dream {octaves} octaves x {dsteps} steps, {args.reps} reps")
+        f"dream {octaves} octaves x {dsteps} steps, {args.reps} reps"
+    )
 
     clocks: dict[str, StepClock] = {}
     steady_wall: dict[str, list[float]] = {}
     steady_cpu: dict[str, list[float]] = {}
 
     def render_pixel(clock):
-        render(model, objective, param=param.image((1, 3, SIZE, SIZE), fft=False, decorrelate=False),
-               transforms=None, steps=steps, optimizer=timed_adam(clock))
+        render(
+            model,
+            objective,
+            param=param.image((1, 3, SIZE, SIZE), fft=False, decorrelate=False),
+            transforms=None,
+            steps=steps,
+            optimizer=timed_adam(clock),
+        )
 
     def dream_bare(clock):
         with tick_at(model.layer3, clock):
@@ -181,6 +209,7 @@ def main() -> None:
         def run():
             clocks[name] = StepClock()
             spec[name][0](clocks[name])
+
         return run
 
     def measure(name, fn):
@@ -211,18 +240,20 @@ def main() -> None:
     rows = []
     for name in spec:
         ref = spec[name][2]
-        rows.append([
-            name,
-            "-" if ref == name else f"`{ref.split(':')[0].split(',')[0]}`",
-            f"{median(wall[name]):.4f}",
-            spread(wall[name]),
-            fmt(ratio(wall, name)),
-            fmt(paired_ratio(wall[name], wall[ref])),
-            fmt(median(steady_wall[name]) if name in steady_wall else None, 4),
-            fmt(ratio(steady_wall, name)),
-            fmt(ratio(cpu, name)),
-            fmt(ratio(steady_cpu, name)),
-        ])
+        rows.append(
+            [
+                name,
+                "-" if ref == name else f"`{ref.split(':')[0].split(',')[0]}`",
+                f"{median(wall[name]):.4f}",
+                spread(wall[name]),
+                fmt(ratio(wall, name)),
+                fmt(paired_ratio(wall[name], wall[ref])),
+                fmt(median(steady_wall[name]) if name in steady_wall else None, 4),
+                fmt(ratio(steady_wall, name)),
+                fmt(ratio(cpu, name)),
+                fmt(ratio(steady_cpu, name)),
+            ]
+        )
 
     def verdict(r):
         return "meets" if r <= 1.10 else "misses"
@@ -253,11 +284,16 @@ def main() -> None:
             f"Profile (`--profile`, torch.profiler, self CPU time of one {steps}-step run each; "
             f"the largest differences first):",
             "",
-            profile_pair("floor", lambda: floor_render(cut, steps, StepClock()),
-                         "render", lambda: render_pixel(StepClock())),
+            profile_pair(
+                "floor", lambda: floor_render(cut, steps, StepClock()), "render", lambda: render_pixel(StepClock())
+            ),
             "",
-            profile_pair("bare dream", lambda: bare_dream(cut, photo, octaves, dsteps),
-                         "dream", lambda: dream(model, photo, "layer3", octaves=octaves, steps_per_octave=dsteps)),
+            profile_pair(
+                "bare dream",
+                lambda: bare_dream(cut, photo, octaves, dsteps),
+                "dream",
+                lambda: dream(model, photo, "layer3", octaves=octaves, steps_per_octave=dsteps),
+            ),
         ]
 
     parts = [
@@ -268,11 +304,11 @@ def main() -> None:
         f"Reproduce: `{command_line()}` (add `--profile` for op tables).",
         "",
         f"torchvision ResNet-50, random weights, eval mode, frozen, {SIZE}x{SIZE}, objective "
-        f"`channel(\"layer3\", 0)` (dream: `layer_l2(\"layer3\")`), Adam lr {LR}. Floor: bare Adam "
+        f'`channel("layer3", 0)` (dream: `layer_l2("layer3")`), Adam lr {LR}. Floor: bare Adam '
         f"loop on a pixel tensor through a sigmoid and `nn.Sequential(conv1, bn1, relu, maxpool, "
         f"layer1, layer2, layer3)`. Each repetition runs {steps} render steps, or one dream of "
         f"{octaves} octaves x {dsteps} steps (sizes "
-        f"{', '.join(f'{h}' for h, _ in _octave_sizes(SIZE, SIZE, octaves, 1.4))} px); "
+        f"{', '.join(f'{h}' for h, _ in octave_sizes(SIZE, SIZE, octaves, 1.4))} px); "
         f"{args.reps} repetitions after one warm-up round, all variants interleaved (order rotated). "
         f"s/step (call) = whole call / steps; typical step = median interval between consecutive "
         f"steps (after each optimizer step for renders, after each `layer3` forward for dreams, "
@@ -282,9 +318,18 @@ def main() -> None:
         "disturbed by other jobs on a shared machine.",
         "",
         table(
-            ["variant", "compared with", "wall s/step (call)", "min-max", "wall ratio (call)",
-             "paired wall ratio (call)", "typical step wall s", "typical step wall ratio",
-             "CPU ratio (call)", "typical step CPU ratio"],
+            [
+                "variant",
+                "compared with",
+                "wall s/step (call)",
+                "min-max",
+                "wall ratio (call)",
+                "paired wall ratio (call)",
+                "typical step wall s",
+                "typical step wall ratio",
+                "CPU ratio (call)",
+                "typical step CPU ratio",
+            ],
             rows,
         ),
         "",

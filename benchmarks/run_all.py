@@ -7,9 +7,9 @@ not exist are skipped. Each script writes its own section of ``benchmarks/RESULT
 Arguments this runner does not know are passed to every script (e.g. ``--no-write``,
 ``--threads 2``)::
 
-    .venv/bin/python benchmarks/run_all.py
-    .venv/bin/python benchmarks/run_all.py --only vs_anchors,vggface2_dream --no-write
-    .venv/bin/python benchmarks/run_all.py --skip train_speed
+    .venv/bin/python -m benchmarks.run_all
+    .venv/bin/python -m benchmarks.run_all --only vs_anchors,vggface2_dream --no-write
+    .venv/bin/python -m benchmarks.run_all --skip train_speed
 
 ``vs_anchors`` needs Lucent and torch-dreams: ``benchmarks/install_anchors.sh`` first. A failing
 script does not stop the others; the exit status is 1 if any failed.
@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 ORDER = ["train_speed", "topk_speed", "optvis_speed", "vggface2_dream", "vs_anchors"]
-NOT_BENCHMARKS = {"common", "run_all"}
+NOT_BENCHMARKS = {"common", "run_all", "__init__"}
 
 
 def scripts() -> list[str]:
@@ -52,8 +52,10 @@ def main() -> int:
     available = scripts()
     unknown = (only | skip) - set(available)
     if unknown:
-        print(f"run_all: no such benchmark script(s): {', '.join(sorted(unknown))}; "
-              f"available: {', '.join(available)}", file=sys.stderr)
+        print(
+            f"run_all: no such benchmark script(s): {', '.join(sorted(unknown))}; available: {', '.join(available)}",
+            file=sys.stderr,
+        )
         return 2
     todo = [n for n in available if (not only or n in only) and n not in skip]
     if args.list:
@@ -62,8 +64,8 @@ def main() -> int:
 
     results: list[tuple[str, int, float]] = []
     for name in todo:
-        command = [sys.executable, str(HERE / f"{name}.py"), *passthrough]
-        shown = " ".join([str(Path(command[1]).relative_to(REPO)), *passthrough])
+        command = [sys.executable, "-m", f"benchmarks.{name}", *passthrough]
+        shown = " ".join(["-m", f"benchmarks.{name}", *passthrough])
         print(f"\n=== {name}: {shown}", flush=True)
         start = time.perf_counter()
         rc = subprocess.call(command, cwd=REPO)

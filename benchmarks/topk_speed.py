@@ -19,9 +19,9 @@ buffers in again, depending on the heap's history.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/topk_speed.py            # MNIST from $INTERP_DATA_DIR or ../shared/data
-    .venv/bin/python benchmarks/topk_speed.py --threads 2,1 --malloc both   # what RESULTS.md shows
-    .venv/bin/python benchmarks/topk_speed.py --reps 3 --no-write
+    .venv/bin/python -m benchmarks.topk_speed            # MNIST from $INTERP_DATA_DIR or ../shared/data
+    .venv/bin/python -m benchmarks.topk_speed --threads 2,1 --malloc both   # what RESULTS.md shows
+    .venv/bin/python -m benchmarks.topk_speed --reps 3 --no-write
 """
 
 from __future__ import annotations
@@ -32,20 +32,29 @@ import os
 # noisy when another process holds a core; sleep instead (set before torch loads OpenMP).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import ctypes  # noqa: E402
-import resource  # noqa: E402
+import argparse
+import ctypes
+import resource
 
-from common import (  # noqa: E402
-    StepClock, Stopwatch, command_line, data_root, interleave, log, machine_line, median, paired_ratio, table,
-    today, write_section,
+import torch
+
+from benchmarks.common import (
+    StepClock,
+    Stopwatch,
+    command_line,
+    data_root,
+    interleave,
+    log,
+    machine_line,
+    median,
+    paired_ratio,
+    table,
+    today,
+    write_section,
 )
-
-import torch  # noqa: E402
-
-from interp.data import load_mnist  # noqa: E402
-from interp.models import MnistMLP  # noqa: E402
-from interp.optvis.topk import mine_topk  # noqa: E402
+from interp.data import load_mnist
+from interp.models import MnistMLP
+from interp.optvis.topk import mine_topk
 
 SECTION = "## Top-k mining (benchmarks/topk_speed.py)"
 BARE = "bare pass to dense_1"
@@ -105,7 +114,12 @@ def run(images: torch.Tensor, threads: int, reps: int, bs: int, k: int, heap: st
     def mine(largest: bool, name: str):
         return lambda: mine_topk(model, "dense_1", batches(images, bs, clock(name)), k=k, largest=largest)
 
-    variants = {BARE: bare_dense_1, FULL: bare_full, top_name: mine(True, top_name), bottom_name: mine(False, bottom_name)}
+    variants = {
+        BARE: bare_dense_1,
+        FULL: bare_full,
+        top_name: mine(True, top_name),
+        bottom_name: mine(False, bottom_name),
+    }
     faults: dict[str, list[int]] = {name: [] for name in variants}
 
     def measure(name, fn):
@@ -129,38 +143,50 @@ def run(images: torch.Tensor, threads: int, reps: int, bs: int, k: int, heap: st
 
     rows = []
     for name in variants:
-        rows.append([
-            name,
-            f"{median(wall[name]) * 1e3:.0f}",
-            f"{min(wall[name]) * 1e3:.0f}-{max(wall[name]) * 1e3:.0f}",
-            f"{median(cpu[name]) * 1e3:.0f}",
-            f"{typical[name] * 1e3:.2f}",
-            f"{median(wall[name]) / median(wall[BARE]):.3f}",
-            f"{paired_ratio(wall[name], wall[BARE]):.3f}",
-            f"{typical[name] / typical[BARE]:.3f}",
-            f"{median(cpu[name]) / median(cpu[BARE]):.3f}",
-            f"{median(wall[name]) / median(wall[FULL]):.3f}",
-            f"{median(faults[name]):.0f}",
-        ])
+        rows.append(
+            [
+                name,
+                f"{median(wall[name]) * 1e3:.0f}",
+                f"{min(wall[name]) * 1e3:.0f}-{max(wall[name]) * 1e3:.0f}",
+                f"{median(cpu[name]) * 1e3:.0f}",
+                f"{typical[name] * 1e3:.2f}",
+                f"{median(wall[name]) / median(wall[BARE]):.3f}",
+                f"{paired_ratio(wall[name], wall[BARE]):.3f}",
+                f"{typical[name] / typical[BARE]:.3f}",
+                f"{median(cpu[name]) / median(cpu[BARE]):.3f}",
+                f"{median(wall[name]) / median(wall[FULL]):.3f}",
+                f"{median(faults[name]):.0f}",
+            ]
+        )
     header = [
-        "variant", "wall ms (median)", "wall ms (min-max)", "CPU ms (median)", "typical batch ms",
-        "/ bare dense_1 (medians)", "/ bare dense_1 (paired)", "/ bare dense_1 (typical batch)",
-        "/ bare dense_1 (CPU)", "/ bare full net", "minor faults per pass (median)",
+        "variant",
+        "wall ms (median)",
+        "wall ms (min-max)",
+        "CPU ms (median)",
+        "typical batch ms",
+        "/ bare dense_1 (medians)",
+        "/ bare dense_1 (paired)",
+        "/ bare dense_1 (typical batch)",
+        "/ bare dense_1 (CPU)",
+        "/ bare full net",
+        "minor faults per pass (median)",
     ]
     ratio = median(wall[top_name]) / median(wall[BARE])
     paired = paired_ratio(wall[top_name], wall[BARE])
     verdict = "meets" if ratio <= 1.15 else "misses"
-    text = "\n".join([
-        f"**{threads} thread{'s' if threads > 1 else ''}, heap {heap}** ({machine_line(threads)}; load average "
-        f"{load_before:.1f} before / {load_after:.1f} after):",
-        "",
-        table(header, rows, align="l" + "r" * (len(header) - 1)),
-        "",
-        f"Top-k mining takes {ratio:.3f}x the time of a bare pass to `dense_1` (median of the "
-        f"per-repetition ratios {paired:.3f}; target <= 1.15x: {verdict}) and "
-        f"{median(wall[top_name]) / median(wall[FULL]):.3f}x a bare pass through the whole network.",
-        "",
-    ])
+    text = "\n".join(
+        [
+            f"**{threads} thread{'s' if threads > 1 else ''}, heap {heap}** ({machine_line(threads)}; load average "
+            f"{load_before:.1f} before / {load_after:.1f} after):",
+            "",
+            table(header, rows, align="l" + "r" * (len(header) - 1)),
+            "",
+            f"Top-k mining takes {ratio:.3f}x the time of a bare pass to `dense_1` (median of the "
+            f"per-repetition ratios {paired:.3f}; target <= 1.15x: {verdict}) and "
+            f"{median(wall[top_name]) / median(wall[FULL]):.3f}x a bare pass through the whole network.",
+            "",
+        ]
+    )
     return text, ratio
 
 
@@ -171,7 +197,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument(
-        "--malloc", default="default", choices=["default", "pinned", "both"],
+        "--malloc",
+        default="default",
+        choices=["default", "pinned", "both"],
         help="glibc heap: as is, pinned (no trimming: no page faults from returned memory), or both",
     )
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
@@ -181,8 +209,7 @@ def main() -> None:
     parts = [
         SECTION,
         "",
-        f"{today()}; reproduce: `{command_line()}` (MNIST from `$INTERP_DATA_DIR`, default "
-        f"`../shared/data`).",
+        f"{today()}; reproduce: `{command_line()}` (MNIST from `$INTERP_DATA_DIR`, default `../shared/data`).",
         "",
         f"All 512 units of `dense_1` of `MnistMLP` (random init, seed 0: the time does not depend "
         f"on the weights) over the 60,000 MNIST training images in their own order, batch "

@@ -27,9 +27,9 @@ accumulated with ``update`` and logged once per epoch, the step loss every ``log
 
 Run from the repository root (MNIST from ``$INTERP_DATA_DIR``, default ``../shared/data``)::
 
-    .venv/bin/python benchmarks/train_speed.py             # ~3 min on 2 busy cores
-    .venv/bin/python benchmarks/train_speed.py --ablate    # ~4 min, what RESULTS.md shows
-    .venv/bin/python benchmarks/train_speed.py --reps 3 --no-write
+    .venv/bin/python -m benchmarks.train_speed             # ~3 min on 2 busy cores
+    .venv/bin/python -m benchmarks.train_speed --ablate    # ~4 min, what RESULTS.md shows
+    .venv/bin/python -m benchmarks.train_speed --reps 3 --no-write
 """
 
 from __future__ import annotations
@@ -41,23 +41,32 @@ import os
 # torch loads its OpenMP runtime); an explicit setting in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import logging  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
+import argparse
+import contextlib
+import logging
+import time
+import warnings
 
-from common import (  # noqa: E402
-    StepClock, Stopwatch, command_line, data_root, interleave, log, machine_header, median, paired_ratio, publish,
-    spread, table,
+import lightning.pytorch as L
+import torch
+import torch.nn.functional as F
+
+from benchmarks.common import (
+    StepClock,
+    Stopwatch,
+    command_line,
+    data_root,
+    interleave,
+    log,
+    machine_header,
+    median,
+    paired_ratio,
+    publish,
+    spread,
+    table,
 )
-
-import lightning.pytorch as L  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from interp.data import MNISTDataModule, tensor_loader  # noqa: E402
-from interp.models import MnistMLP  # noqa: E402
+from interp.data import MNISTDataModule, tensor_loader
+from interp.models import MnistMLP
 
 SECTION = "## Training speed (benchmarks/train_speed.py)"
 
@@ -234,11 +243,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--no-bar", action="store_true", help="skip the variant with the progress bar")
-    parser.add_argument("--ablate", action="store_true",
-                        help="also split Lightning's per-step overhead into its causes (about 1.5 min more)")
+    parser.add_argument(
+        "--ablate",
+        action="store_true",
+        help="also split Lightning's per-step overhead into its causes (about 1.5 min more)",
+    )
     parser.add_argument("--ablate-reps", type=int, default=4)
-    parser.add_argument("--ablate-hidden", type=int, default=16,
-                        help="MLP width of the overhead split (small: the step is mostly overhead)")
+    parser.add_argument(
+        "--ablate-hidden",
+        type=int,
+        default=16,
+        help="MLP width of the overhead split (small: the step is mostly overhead)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
 
@@ -252,8 +268,10 @@ def main() -> None:
     n_train = len(dm.train_set)
     steps = -(-n_train // args.batch_size)
     runner = Runner(dm, args.batch_size)
-    log(f"MNIST train split: {n_train} images, {steps} steps of {args.batch_size}; "
-        f"{args.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    log(
+        f"MNIST train split: {n_train} images, {steps} steps of {args.batch_size}; "
+        f"{args.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+    )
     total_start = time.perf_counter()
 
     base, light, bar = "plain loop (tensor slicing)", "Lightning Trainer.fit", "Lightning, progress bar on"
@@ -291,17 +309,19 @@ def main() -> None:
     rows = []
     for name in wall:
         fit = runner.fit_seconds.get(name)
-        rows.append([
-            name,
-            f"{median(wall[name]):.3f}",
-            spread(wall[name]),
-            f"{median(wall[name]) / median(wall[base]):.3f}",
-            f"{median(step_wall[name]) * 1e3:.2f}",
-            f"{median(step_wall[name]) / median(step_wall[base]):.3f}",
-            f"{median(step_cpu[name]) * 1e3:.2f}",
-            f"{median(step_cpu[name]) / median(step_cpu[base]):.3f}",
-            f"{median(fit):.3f}" if fit else "-",
-        ])
+        rows.append(
+            [
+                name,
+                f"{median(wall[name]):.3f}",
+                spread(wall[name]),
+                f"{median(wall[name]) / median(wall[base]):.3f}",
+                f"{median(step_wall[name]) * 1e3:.2f}",
+                f"{median(step_wall[name]) / median(step_wall[base]):.3f}",
+                f"{median(step_cpu[name]) * 1e3:.2f}",
+                f"{median(step_cpu[name]) / median(step_cpu[base]):.3f}",
+                f"{median(fit):.3f}" if fit else "-",
+            ]
+        )
 
     def pct(name, ref, samples):
         return f"{(median(samples[name]) / median(samples[ref]) - 1) * 100:+.1f}%"
@@ -319,25 +339,31 @@ def main() -> None:
         f"{'meets' if ratio <= 1.3 else 'misses'}, typical step {'meets' if ratio_step <= 1.3 else 'misses'}.",
     ]
     if bar in wall:
-        notes.append(f"The default progress bar (TQDM, refreshed every step; output to /dev/null) "
-                     f"adds {ms(bar, light, step_wall)} ms wall ({ms(bar, light, step_cpu)} ms CPU) per "
-                     f"typical step, {pct(bar, light, wall)} on the epoch.")
-    notes.append(f"The data module's DataLoader instead of slicing the tensor directly: "
-                 f"{ms(loader, base, step_wall)} ms wall ({ms(loader, base, step_cpu)} ms CPU) per "
-                 f"typical step, {pct(loader, base, wall)} on the epoch.")
+        notes.append(
+            f"The default progress bar (TQDM, refreshed every step; output to /dev/null) "
+            f"adds {ms(bar, light, step_wall)} ms wall ({ms(bar, light, step_cpu)} ms CPU) per "
+            f"typical step, {pct(bar, light, wall)} on the epoch."
+        )
+    notes.append(
+        f"The data module's DataLoader instead of slicing the tensor directly: "
+        f"{ms(loader, base, step_wall)} ms wall ({ms(loader, base, step_cpu)} ms CPU) per "
+        f"typical step, {pct(loader, base, wall)} on the epoch."
+    )
     split_text = []
     if split is not None:
         a_wall, a_cpu, a_step_wall, a_step_cpu = split
         a_rows = []
         for name in a_wall:
-            a_rows.append([
-                name,
-                f"{median(a_step_cpu[name]) * 1e3:.3f}",
-                f"{(median(a_step_cpu[name]) - median(a_step_cpu[base])) * 1e3:+.3f}",
-                f"{median(a_step_wall[name]) * 1e3:.3f}",
-                f"{(median(a_step_wall[name]) - median(a_step_wall[base])) * 1e3:+.3f}",
-                f"{median(a_wall[name]):.3f}",
-            ])
+            a_rows.append(
+                [
+                    name,
+                    f"{median(a_step_cpu[name]) * 1e3:.3f}",
+                    f"{(median(a_step_cpu[name]) - median(a_step_cpu[base])) * 1e3:+.3f}",
+                    f"{median(a_step_wall[name]) * 1e3:.3f}",
+                    f"{(median(a_step_wall[name]) - median(a_step_wall[base])) * 1e3:+.3f}",
+                    f"{median(a_wall[name]):.3f}",
+                ]
+            )
         loop = ms(bare, base, a_step_cpu)
         step_log = ms(loss_only, bare, a_step_cpu)
         step_metric = ms(no_step_log, bare, a_step_cpu)
@@ -355,8 +381,17 @@ def main() -> None:
             f"`MeanMetric` of the loss per step, both logged once per epoch in `on_train_epoch_end`, the "
             f"step loss logged every `log_every_n_steps`).",
             "",
-            table(["variant", "typical step CPU ms", "CPU over plain ms", "typical step wall ms",
-                   "wall over plain ms", "epoch wall s"], a_rows),
+            table(
+                [
+                    "variant",
+                    "typical step CPU ms",
+                    "CPU over plain ms",
+                    "typical step wall ms",
+                    "wall over plain ms",
+                    "epoch wall s",
+                ],
+                a_rows,
+            ),
             "",
             f"- Per step, in CPU ms: the Lightning loop itself (bare `training_step`) {loop}; on top of "
             f"it, a per-step `self.log('train/loss', ...)` call {step_log}, the per-step metric "
@@ -390,8 +425,17 @@ def main() -> None:
         "parallel kernels twice, so its ratios understate serial Python overhead.",
         "",
         table(
-            ["variant", "epoch wall s", "min-max s", "epoch / plain", "typical step wall ms",
-             "step / plain", "typical step CPU ms", "CPU step / plain", "fit() wall s"],
+            [
+                "variant",
+                "epoch wall s",
+                "min-max s",
+                "epoch / plain",
+                "typical step wall ms",
+                "step / plain",
+                "typical step CPU ms",
+                "CPU step / plain",
+                "fit() wall s",
+            ],
             rows,
         ),
         "",

@@ -7,7 +7,7 @@ the time of a step does not depend on the weight values, and no weight file is n
 objective ``layer_l2("layer3")``, 4 octaves 1.4 apart x 10 steps, CPU, 2 threads.
 
 FLOOR: the same algorithm written as a bare loop: the same octave sizes (``dream``'s
-``_octave_sizes``: 187, 261, 366, 512 px), the same steps, the same roll jitter (32 px, drawn from
+``octave_sizes``: 187, 261, 366, 512 px), the same steps, the same roll jitter (32 px, drawn from
 the same seeded generator), the network cut at the layer (``preprocess`` + ``conv1`` ..
 ``layer3`` as an ``nn.Sequential``) with frozen weights in eval mode, squared-L2 objective,
 gradient to the input by ``torch.autograd.grad``, step ``1.5/255 * g / mean|g|``, clamp to
@@ -32,20 +32,34 @@ import os
 # Shared CPUs: idle OpenMP threads should sleep, not spin (set before torch loads OpenMP).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import time  # noqa: E402
+import argparse
+import time
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-from common import (  # noqa: E402
-    REPO, RESNET_TO_LAYER3, StepClock, Stopwatch, add_run_options, bare_dream, command_line, cut_network, data_root,
-    log, machine_header, median, profile_pair, publish, table,
+from benchmarks.common import (
+    REPO,
+    RESNET_TO_LAYER3,
+    StepClock,
+    Stopwatch,
+    add_run_options,
+    bare_dream,
+    command_line,
+    cut_network,
+    data_root,
+    log,
+    machine_header,
+    median,
+    profile_pair,
+    publish,
+    table,
 )
-
-from interp.models.vggface2 import FaceResNet50  # noqa: E402
-from interp.optvis import dream  # noqa: E402
-from interp.optvis.dream import _octave_sizes  # noqa: E402
+from interp.models.vggface2 import FaceResNet50
+from interp.optvis import (
+    dream,
+    octave_sizes,
+)
 
 SECTION = "## VGGFace2 DeepDream (benchmarks/vggface2_dream.py)"
 LAYER = "layer3"
@@ -64,7 +78,8 @@ def load_photo(size: int) -> tuple[torch.Tensor, str]:
     path = shared if shared.exists() else shipped
     with Image.open(path) as im:
         x = TF.pil_to_tensor(im.convert("RGB")).float().div(255).unsqueeze(0)
-    source = f"{path.relative_to(REPO.parent) if path.is_relative_to(REPO.parent) else path.name} ({x.shape[-1]}x{x.shape[-2]})"
+    shown = path.relative_to(REPO.parent) if path.is_relative_to(REPO.parent) else path.name
+    source = f"{shown} ({x.shape[-1]}x{x.shape[-2]})"
     if tuple(x.shape[-2:]) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
         source += f" resized to {size}x{size}"
@@ -89,11 +104,13 @@ def main() -> None:
     # The floor's network: the same modules, frozen once (dream freezes inside its call and
     # restores the flags after, so sharing the modules is safe).
     cut = cut_network(model, ("preprocess", *RESNET_TO_LAYER3))
-    sizes = _octave_sizes(args.size, args.size, args.octaves, 1.4)
+    sizes = octave_sizes(args.size, args.size, args.octaves, 1.4)
     total_steps = args.octaves * args.steps
-    log(f"FaceResNet50(weights='random'), {LAYER}, photo {source}, {args.octaves} octaves "
+    log(
+        f"FaceResNet50(weights='random'), {LAYER}, photo {source}, {args.octaves} octaves "
         f"({', '.join(str(h) for h, _ in sizes)} px) x {args.steps} steps, {args.threads} threads, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, {args.reps} reps")
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, {args.reps} reps"
+    )
 
     clock = StepClock()
 
@@ -116,8 +133,10 @@ def main() -> None:
     def dream_run(steps):
         dream(model, photo, LAYER, octaves=args.octaves, steps_per_octave=steps)
 
-    samples = {"floor": {"wall": [], "cpu": [], "typical": [], "typical_cpu": []},
-               "dream": {"wall": [], "cpu": [], "typical": [], "typical_cpu": []}}
+    samples = {
+        "floor": {"wall": [], "cpu": [], "typical": [], "typical_cpu": []},
+        "dream": {"wall": [], "cpu": [], "typical": [], "typical_cpu": []},
+    }
 
     def measured(name, fn):
         nonlocal clock
@@ -152,9 +171,15 @@ def main() -> None:
 
     def row(name, ratio_cells):
         s = samples[name]
-        return [name if name != "dream" else "interp `dream`", str(len(s["wall"])), f"{median(s['wall']):.1f}",
-                f"{min(s['wall']):.1f}-{max(s['wall']):.1f}", f"{median(s['wall']) / total_steps:.3f}",
-                f"{median(s['typical']):.3f}", *ratio_cells]
+        return [
+            name if name != "dream" else "interp `dream`",
+            str(len(s["wall"])),
+            f"{median(s['wall']):.1f}",
+            f"{min(s['wall']):.1f}-{max(s['wall']):.1f}",
+            f"{median(s['wall']) / total_steps:.3f}",
+            f"{median(s['typical']):.3f}",
+            *ratio_cells,
+        ]
 
     r = {key: median(v) for key, v in ratios.items()}
     rows = [
@@ -170,7 +195,7 @@ def main() -> None:
         "",
         f"Reproduce: `{command_line()}` (add `--profile` for an op table).",
         "",
-        f"`dream(FaceResNet50(weights=\"random\"), photo, \"{LAYER}\", octaves={args.octaves}, "
+        f'`dream(FaceResNet50(weights="random"), photo, "{LAYER}", octaves={args.octaves}, '
         f"steps_per_octave={args.steps})` on {source}; random (He-initialized) weights: the time of a step "
         f"does not depend on the weight values. Octaves {', '.join(f'{h}x{w}' for h, w in sizes)} "
         f"({total_steps} steps, roll jitter {JITTER}, one tile each). Floor: the same octave sizes, steps, "
@@ -181,9 +206,21 @@ def main() -> None:
         f"a `dream` run over the mean of the two floor runs around it, then the median. Typical step: "
         f"median interval between consecutive `layer3` forward passes per octave size, weighted by steps.",
         "",
-        table(["variant", "runs", "wall s per dream (median)", "min-max", "wall s/step", "typical step s",
-               "x floor (typical step)", "x floor (whole dream, wall)", "x floor (typical, CPU)",
-               "x floor (whole dream, CPU)"], rows),
+        table(
+            [
+                "variant",
+                "runs",
+                "wall s per dream (median)",
+                "min-max",
+                "wall s/step",
+                "typical step s",
+                "x floor (typical step)",
+                "x floor (whole dream, wall)",
+                "x floor (typical, CPU)",
+                "x floor (whole dream, CPU)",
+            ],
+            rows,
+        ),
         "",
         f"- `dream` vs the bare loop: **{r['typical']:.3f}x** per typical step, {r['wall']:.3f}x for the whole "
         f"dream (wall; {r['cpu']:.3f}x CPU time): {verdict} the {TARGET:.2f}x target. Per-run ratios (typical "

@@ -38,8 +38,8 @@ network (the same weights), so Lucent's hooks cannot slow the others.
 
 Run from the repository root (after ``benchmarks/install_anchors.sh``)::
 
-    .venv/bin/python benchmarks/vs_anchors.py              # about 5 min on 2 busy cores
-    .venv/bin/python benchmarks/vs_anchors.py --profile --no-write
+    .venv/bin/python -m benchmarks.vs_anchors              # about 5 min on 2 busy cores
+    .venv/bin/python -m benchmarks.vs_anchors --profile --no-write
 """
 
 from __future__ import annotations
@@ -49,25 +49,35 @@ import os
 # Shared CPUs: idle OpenMP threads should sleep, not spin (set before torch loads OpenMP).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import copy  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+import argparse
+import copy
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import torch
+import torchvision
+from torch import nn
 
-from common import (  # noqa: E402
-    StepClock, Stopwatch, add_run_options, bare_default_render, command_line, cut_network, floor_adam, log,
-    machine_header, median, profile_pair, publish, table,
+from benchmarks.common import (
+    StepClock,
+    Stopwatch,
+    add_run_options,
+    bare_default_render,
+    command_line,
+    cut_network,
+    floor_adam,
+    log,
+    machine_header,
+    median,
+    profile_pair,
+    publish,
+    table,
 )
-
-from interp.optvis import objectives, param, render, render_units  # noqa: E402
+from interp.optvis import objectives, param, render, render_units
 
 SECTION = "## Against Lucent and torch-dreams (benchmarks/vs_anchors.py)"
 SIZE = 224
@@ -142,8 +152,7 @@ def floor_loop(cut: nn.Module, channels: list[int], steps: int, seed: int = 0) -
     batch = len(channels)
     rows = torch.arange(batch)
     idx = torch.tensor(channels)
-    floor_adam(cut, (batch, 3, SIZE, SIZE), steps, lambda acts: acts[rows, idx].flatten(1).mean(1).sum(), LR,
-               seed=seed)
+    floor_adam(cut, (batch, 3, SIZE, SIZE), steps, lambda acts: acts[rows, idx].flatten(1).mean(1).sum(), LR, seed=seed)
 
 
 def bare_default_loop(cut: nn.Module, steps: int, seed: int = 0) -> None:
@@ -153,7 +162,9 @@ def bare_default_loop(cut: nn.Module, steps: int, seed: int = 0) -> None:
 
 
 class Variant:
-    def __init__(self, name: str, run: Callable[[], object], probe: Probe, steps: int, after: Callable[[], None] | None = None):
+    def __init__(
+        self, name: str, run: Callable[[], object], probe: Probe, steps: int, after: Callable[[], None] | None = None
+    ):
         self.name, self.run, self.probe, self.steps, self.after = name, run, probe, steps, after
         self.wall: list[float] = []
         self.cpu: list[float] = []
@@ -205,14 +216,19 @@ def bracketed(floor: Variant, others: list[Variant], reps: int, label: str) -> d
         for v in others[k:] + others[:k]:
             v.once(seed=rep + 1)
             after = run_floor()
-            for key, mine, ref in (("wall", v.wall, floor.wall), ("cpu", v.cpu, floor.cpu),
-                                   ("typical", v.typical, floor.typical),
-                                   ("typical_cpu", v.typical_cpu, floor.typical_cpu)):
+            for key, mine, ref in (
+                ("wall", v.wall, floor.wall),
+                ("cpu", v.cpu, floor.cpu),
+                ("typical", v.typical, floor.typical),
+                ("typical_cpu", v.typical_cpu, floor.typical_cpu),
+            ):
                 if mine and len(ref) > after:
                     ratios[v.name][key].append(mine[-1] / ((ref[before] + ref[after]) / 2))
-            log(f"[{label}] rep {rep + 1}/{reps}: {v.name}: {v.wall[-1]:.3f} s/step, "
+            log(
+                f"[{label}] rep {rep + 1}/{reps}: {v.name}: {v.wall[-1]:.3f} s/step, "
                 f"typical {v.typical[-1] if v.typical else float('nan'):.3f} s, "
-                f"{ratios[v.name]['typical'][-1] if ratios[v.name]['typical'] else float('nan'):.2f}x floor")
+                f"{ratios[v.name]['typical'][-1] if ratios[v.name]['typical'] else float('nan'):.2f}x floor"
+            )
             before = after
     return ratios
 
@@ -242,20 +258,31 @@ def main() -> None:
     cut = cut_network(nets["floor"])
     dreamer = torch_dreams.Dreamer(nets["dreams"], quiet=True, device="cpu")
     steps, steps8 = args.steps, args.steps8
-    log(f"ResNet-50 (random weights) {SIZE}px, {LAYER} channel {CHANNEL}, {args.threads} threads, "
+    log(
+        f"ResNet-50 (random weights) {SIZE}px, {LAYER} channel {CHANNEL}, {args.threads} threads, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; 1 channel: {steps} steps x {args.reps} reps; "
-        f"8 channels: {steps8} steps x {args.reps8} reps")
+        f"8 channels: {steps8} steps x {args.reps8} reps"
+    )
 
     def lucent_one():
         lucent_render.render_vis(
-            nets["lucent"], f"{LAYER}:{CHANNEL}", param_f=lambda: lucent_param.image(SIZE),
-            thresholds=(steps,), show_image=False, progress=False, save_image=False,
+            nets["lucent"],
+            f"{LAYER}:{CHANNEL}",
+            param_f=lambda: lucent_param.image(SIZE),
+            thresholds=(steps,),
+            show_image=False,
+            progress=False,
+            save_image=False,
         )
 
     def dreams_one():
         dreamer.render(
-            layers=[nets["dreams"].layer3], width=SIZE, height=SIZE, iters=steps,
-            scale_min=1.0, scale_max=1.0,
+            layers=[nets["dreams"].layer3],
+            width=SIZE,
+            height=SIZE,
+            iters=steps,
+            scale_min=1.0,
+            scale_max=1.0,
             custom_func=lambda outputs: -outputs[0][:, CHANNEL].mean(),
         )
 
@@ -263,15 +290,25 @@ def main() -> None:
         render(nets["interp"], objectives.channel(LAYER, CHANNEL), shape=(3, SIZE, SIZE), steps=steps, lr=LR)
 
     def interp_like():
-        render(nets["interp"], objectives.channel(LAYER, CHANNEL),
-               param=param.image((1, 3, SIZE, SIZE), fft=False, decorrelate=False), transforms=None,
-               steps=steps, lr=LR)
+        render(
+            nets["interp"],
+            objectives.channel(LAYER, CHANNEL),
+            param=param.image((1, 3, SIZE, SIZE), fft=False, decorrelate=False),
+            transforms=None,
+            steps=steps,
+            lr=LR,
+        )
 
     def lucent_eight():
         objective = sum(lucent_objectives.channel(LAYER, c, batch=i) for i, c in enumerate(CHANNELS8))
         lucent_render.render_vis(
-            nets["lucent"], objective, param_f=lambda: lucent_param.image(SIZE, batch=len(CHANNELS8)),
-            thresholds=(steps8,), show_image=False, progress=False, save_image=False,
+            nets["lucent"],
+            objective,
+            param_f=lambda: lucent_param.image(SIZE, batch=len(CHANNELS8)),
+            thresholds=(steps8,),
+            show_image=False,
+            progress=False,
+            save_image=False,
         )
 
     def interp_eight():
@@ -283,10 +320,14 @@ def main() -> None:
     def unhook_lucent():
         janitor.clean()
 
-    names = {"floor": "floor (bare Adam, cut net, frozen)", "lucent": "Lucent render_vis",
-             "dreams": "torch-dreams Dreamer.render", "interp": "interp render",
-             "bare": "bare loop with interp's default param + transforms",
-             "like": "interp render, pixel param, no transforms"}
+    names = {
+        "floor": "floor (bare Adam, cut net, frozen)",
+        "lucent": "Lucent render_vis",
+        "dreams": "torch-dreams Dreamer.render",
+        "interp": "interp render",
+        "bare": "bare loop with interp's default param + transforms",
+        "like": "interp render, pixel param, no transforms",
+    }
     floor1 = Variant(names["floor"], lambda: floor_loop(cut, [CHANNEL], steps), probes["floor"], steps)
     ones = [
         Variant(names["lucent"], lucent_one, probes["lucent"], steps, after=unhook_lucent),
@@ -300,7 +341,9 @@ def main() -> None:
 
     floor8 = eights = ratios8 = None
     if args.reps8 > 0:
-        floor8 = Variant(f"{names['floor']}, batch 8", lambda: floor_loop(cut, CHANNELS8, steps8), probes["floor"], steps8)
+        floor8 = Variant(
+            f"{names['floor']}, batch 8", lambda: floor_loop(cut, CHANNELS8, steps8), probes["floor"], steps8
+        )
         eights = [
             Variant("Lucent render_vis, batch 8", lucent_eight, probes["lucent"], steps8, after=unhook_lucent),
             Variant("interp render_units, 8 units", interp_eight, probes["interp"], steps8),
@@ -315,8 +358,18 @@ def main() -> None:
         return median(values) if values else float("nan")
 
     def rows_for(floor: Variant, variants: list[Variant], ratios, ours: Variant):
-        rows = [[floor.name, f"{med(floor.pixels):.2f}", f"{med(floor.typical):.3f}", f"{med(floor.wall):.3f}",
-                 "1.00", "1.00", "1.00", "-"]]
+        rows = [
+            [
+                floor.name,
+                f"{med(floor.pixels):.2f}",
+                f"{med(floor.typical):.3f}",
+                f"{med(floor.wall):.3f}",
+                "1.00",
+                "1.00",
+                "1.00",
+                "-",
+            ]
+        ]
         for v in variants:
             r = ratios[v.name]
             if v is ours:
@@ -324,15 +377,30 @@ def main() -> None:
             else:
                 # Each one's ratio to the floor around it corrects for drift between their runs.
                 vs = f"{med(ratios[ours.name]['typical']) / med(r['typical']):.2f}x"
-            rows.append([
-                v.name, f"{med(v.pixels):.2f}", f"{med(v.typical):.3f}", f"{med(v.wall):.3f}",
-                f"**{med(r['typical']):.2f}** ({spread(r['typical'])})", f"{med(r['wall']):.2f}",
-                f"{med(r['typical_cpu']):.2f}", vs,
-            ])
+            rows.append(
+                [
+                    v.name,
+                    f"{med(v.pixels):.2f}",
+                    f"{med(v.typical):.3f}",
+                    f"{med(v.wall):.3f}",
+                    f"**{med(r['typical']):.2f}** ({spread(r['typical'])})",
+                    f"{med(r['wall']):.2f}",
+                    f"{med(r['typical_cpu']):.2f}",
+                    vs,
+                ]
+            )
         return rows
 
-    header = ["variant", "input px / 224^2", "typical step s", "call s/step", "x floor (typical step; min-max)",
-              "x floor (call)", "x floor (typical, CPU)", "interp / this (x floor ratios)"]
+    header = [
+        "variant",
+        "input px / 224^2",
+        "typical step s",
+        "call s/step",
+        "x floor (typical step; min-max)",
+        "x floor (call)",
+        "x floor (typical, CPU)",
+        "interp / this (x floor ratios)",
+    ]
     r_interp = med(ratios1[names["interp"]]["typical"])
     r_lucent = med(ratios1[names["lucent"]]["typical"])
     r_dreams = med(ratios1[names["dreams"]]["typical"])
@@ -397,15 +465,17 @@ def main() -> None:
         r8l = med(ratios8[eights[0].name]["typical"])
         parts += [
             f"Eight channels {CHANNELS8} of `{LAYER}`, one batched optimization each (Lucent: "
-            f"`param.image({SIZE}, batch=8)` and the sum of `channel(\"{LAYER}\", c_i, batch=i)`; interp: "
-            f"`render_units(model, \"{LAYER}\", units=...)`; floor at batch 8): {steps8} steps per call, "
+            f'`param.image({SIZE}, batch=8)` and the sum of `channel("{LAYER}", c_i, batch=i)`; interp: '
+            f'`render_units(model, "{LAYER}", units=...)`; floor at batch 8): {steps8} steps per call, '
             f"{args.reps8} repetitions.",
             "",
             table(header, rows_for(floor8, eights, ratios8, eights[1])),
             "",
         ]
-        notes.append(f"Eight channels: interp `render_units` {r8:.2f}x the batch-8 floor per typical step, "
-                     f"Lucent batched {r8l:.2f}x.")
+        notes.append(
+            f"Eight channels: interp `render_units` {r8:.2f}x the batch-8 floor per typical step, "
+            f"Lucent batched {r8l:.2f}x."
+        )
     parts += [*[f"- {n}" for n in notes], ""]
 
     if args.profile:
@@ -414,8 +484,13 @@ def main() -> None:
             f"Profile (`--profile`, torch.profiler, self CPU time of one {steps}-step call each, largest "
             f"differences first; interp `render` against the bare loop of the same default workload):",
             "",
-            profile_pair("bare default loop", lambda: bare_default_loop(cut, steps), "interp render", interp_one,
-                         setup=lambda: seed_everything(0)),
+            profile_pair(
+                "bare default loop",
+                lambda: bare_default_loop(cut, steps),
+                "interp render",
+                interp_one,
+                setup=lambda: seed_everything(0),
+            ),
             "",
         ]
     publish(SECTION, parts, total, write=not args.no_write)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
 
 
 def _mnist_root() -> Path | None:
@@ -43,7 +43,7 @@ def train_quick(model, x, y, epochs=2, batch=128, lr=1e-3, seed=0):
     for _ in range(epochs):
         perm = torch.randperm(len(x))
         for i in range(0, len(x), batch):
-            idx = perm[i:i + batch]
+            idx = perm[i : i + batch]
             loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -59,11 +59,3 @@ def trained_mlp(mnist_small):
     torch.manual_seed(0)
     x, y = mnist_small
     return train_quick(MnistMLP(), x, y, epochs=2)
-
-
-@pytest.fixture()
-def env_with_data(mnist_root):
-    env = dict(os.environ)
-    env["INTERP_DATA_DIR"] = str(mnist_root)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env

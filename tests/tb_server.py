@@ -95,21 +95,32 @@ def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 
 @contextlib.contextmanager
-def tensorboard_server(logdir: str | os.PathLike, timeout: float = 90.0, reload_interval: float = 1.0,
-                       extra_args: tuple[str, ...] = ()) -> Iterator[str]:
+def tensorboard_server(
+    logdir: str | os.PathLike, timeout: float = 90.0, reload_interval: float = 1.0, extra_args: tuple[str, ...] = ()
+) -> Iterator[str]:
     """Run TensorBoard over ``logdir`` on 127.0.0.1 and yield its base URL (``http://127.0.0.1:PORT``).
 
     Waits until the server answers ``/data/runs``; the data may still be loading then (poll
     with :func:`wait_for`). The server is stopped when the block exits, also on errors.
     """
-    cmd = tensorboard_command() + ["--logdir", str(logdir), "--host", "127.0.0.1", "--port", "0",
-                                   "--reload_interval", str(reload_interval), *extra_args]
+    cmd = tensorboard_command() + [
+        "--logdir",
+        str(logdir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--reload_interval",
+        str(reload_interval),
+        *extra_args,
+    ]
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as log:
         popen_kw = {"start_new_session": True} if hasattr(os, "killpg") else {}
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                **popen_kw)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, **popen_kw
+        )
 
         def output() -> str:
             log.flush()
@@ -117,6 +128,7 @@ def tensorboard_server(logdir: str | os.PathLike, timeout: float = 90.0, reload_
             return log.read()
 
         try:
+
             def started():
                 if proc.poll() is not None:
                     raise RuntimeError(f"tensorboard exited with code {proc.returncode}:\n{output()}")
@@ -125,8 +137,11 @@ def tensorboard_server(logdir: str | os.PathLike, timeout: float = 90.0, reload_
 
             try:
                 url = wait_for(started, timeout, what="tensorboard to print its URL")
-                wait_for(lambda: get(url, "/data/runs", timeout=5)[0] is not None, timeout,
-                         what="tensorboard to answer /data/runs")
+                wait_for(
+                    lambda: get(url, "/data/runs", timeout=5)[0] is not None,
+                    timeout,
+                    what="tensorboard to answer /data/runs",
+                )
             except TimeoutError as exc:
                 raise TimeoutError(f"{exc}\ntensorboard output:\n{output()}") from None
             yield url

@@ -1,6 +1,5 @@
 """Interpretation callbacks on real Lightning trainers, read back from real TensorBoard event files."""
 
-import logging
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -11,9 +10,19 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from interp.callbacks import (AttributionCheck, AttributionMismatchError, DeepDream, EmbeddingProjector,
-                              FeatureVisualization, InterpretationCallback, Inversion, TopKExamples, UnitPanel,
-                              parse_units)
+from interp.callbacks import (
+    AttributionCheck,
+    AttributionMismatchError,
+    DeepDream,
+    EmbeddingProjector,
+    FeatureVisualization,
+    InterpretationCallback,
+    Inversion,
+    TopKExamples,
+    UnitPanel,
+)
+from interp.config import parse_units
+from interp.errors import InterpError
 from interp.optvis.attribution import agreement, neuron_attributions, randomization_check
 
 
@@ -22,8 +31,14 @@ class UserCNN(L.LightningModule):
 
     def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-                                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(4))
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(4),
+        )
         self.head = nn.Linear(16 * 16, 10)
         self.example_input_array = torch.zeros(1, 1, 28, 28)
 
@@ -63,13 +78,32 @@ def image_tags(log_dir: Path) -> set[str]:
     return tags
 
 
-def test_parse_units():
+def test_parse_units_at_the_config_boundary():
     assert parse_units("0-3") == [0, 1, 2, 3] and parse_units("2:4") == [2, 3] and parse_units("3,7,32") == [3, 7, 32]
-    assert parse_units("all", 3) == [0, 1, 2] and parse_units(5) == [5] and parse_units(range(2)) == [0, 1]
-    with pytest.raises(ValueError, match="out of range"):
-        parse_units([0, 9], 5)
-    with pytest.raises(ValueError, match="cannot read"):
-        parse_units("zero")
+    assert parse_units("all") is None and parse_units(5) == [5] and parse_units([1, 2]) == [1, 2]
+    for bad, message in (("zero", "cannot read"), ("-1", ">= 0"), ("5:5", "names no unit")):
+        with pytest.raises(InterpError, match=message):
+            parse_units(bad)
+
+
+def test_units_out_of_range_are_refused_before_training(tmp_path, mnist_small):
+    x, y = mnist_small[0][:256], mnist_small[1][:256]
+    for callback, message in (
+        (TopKExamples("features.3", units=[3, 16]), "unit 16 is out of range: features.3 has 16"),
+        (TopKExamples("features.9"), "unknown layer 'features.9'"),
+    ):
+        trainer = L.Trainer(
+            max_epochs=1,
+            logger=False,
+            callbacks=[callback],
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp_path,
+        )
+        model = UserCNN()
+        with pytest.raises(InterpError, match=message):
+            trainer.fit(model, UserData(x, y))
+        assert trainer.global_step == 0
 
 
 @pytest.mark.slow
@@ -81,39 +115,125 @@ def test_callbacks_on_a_user_cnn(tmp_path, mnist_small):
         FeatureVisualization(layer="features.3", units=[0, 5], steps=16, progress=False),
         UnitPanel(layer="features.3", units=[5], steps=16),
         Inversion(layer="features.2", n_examples=2, steps=20, split="train"),
-        DeepDream(layer="features.3", images=x[:1], size=None, octaves=2, steps_per_octave=3, jitter=2,
-                  progress=False),
+        DeepDream(layer="features.3", images=x[:1], size=None, octaves=2, steps_per_octave=3, roll=2, progress=False),
         AttributionCheck(layer="features.3", units=[5], k=4, ig_steps=16, n_check=16),
     ]
     logger = TensorBoardLogger(tmp_path, name="", version="")
-    trainer = L.Trainer(max_epochs=1, logger=logger, callbacks=callbacks, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=logger,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, UserData(x, y))
     tags = image_tags(tmp_path)
-    for tag in ("interp/topk/features.3/unit_005", "interp/featvis/features.3/unit_005",
-                "interp/panel/features.3/unit_005", "interp/inversion/features.2", "interp/dream/features.3",
-                "interp/attribution/features.3/unit_005", "interp/captum/features.3/activation_maxdiff",
-                "interp/featvis/features.3/unit_005/ratio_to_dataset_max"):
+    for tag in (
+        "interp/topk/features.3/unit_005",
+        "interp/featvis/features.3/unit_005",
+        "interp/panel/features.3/unit_005",
+        "interp/inversion/features.2",
+        "interp/dream/features.3",
+        "interp/attribution/features.3/unit_005",
+        "interp/captum/features.3/activation_maxdiff",
+        "interp/featvis/features.3/unit_005/ratio_to_dataset_max",
+    ):
         assert tag in tags, tag
     png = tmp_path / "interp" / "panel" / "features.3" / "unit_005.png"
     assert png.is_file()
-    assert callbacks[0].result.positions is not None  # conv layer: the position of each maximum
-    assert callbacks[5].metrics["grad_maxdiff"] <= 1e-5
+    assert callbacks[0].result.top.positions is not None  # conv layer: the position of each maximum
+    assert callbacks[5].result.grad_maxdiff <= 1e-5
+    # the panel result maps each unit to its PNG
+    assert callbacks[2].result[5] == png
+
+
+def test_panel_reuses_results_only_when_their_settings_match(tmp_path, mnist_small, monkeypatch):
+    import interp.steps.panel as panel_step
+    from interp.report import Reporter
+
+    x, y = mnist_small[0][:512], mnist_small[1][:512]
+    calls = {"mine": 0, "render": 0}
+    real_mine, real_render = panel_step.mine, panel_step.feature_visualization
+
+    def counting(name, fn):
+        def wrapped(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(panel_step, "mine", counting("mine", real_mine))
+    monkeypatch.setattr(panel_step, "feature_visualization", counting("render", real_render))
+    model = UserCNN()
+    topk = TopKExamples("features.3", units=[1, 2], k=4, progress=False, on_error="raise")
+    featvis = FeatureVisualization("features.3", units=[1, 2], steps=4, progress=False, on_error="raise")
+    dataset = torch.utils.data.TensorDataset(x, y)
+    topk.dataset = dataset
+    others = [topk, featvis]
+    reporter = Reporter(tmp_path)
+    for cb in others:
+        cb.apply(model, dataset, reporter)
+    same = UnitPanel("features.3", units=[2], k=4, steps=4, dataset=dataset)
+    same.apply(model, dataset, reporter, others=others)
+    assert calls == {"mine": 0, "render": 0}
+    # more examples than the top-k kept, and other optimization steps: both are computed again
+    other = UnitPanel("features.3", units=[2], k=8, steps=6, dataset=dataset)
+    other.apply(model, dataset, reporter, others=others)
+    assert calls == {"mine": 1, "render": 1}
+
+
+def test_scalars_reach_every_logger(tmp_path, mnist_small):
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    x, y = mnist_small[0][:256], mnist_small[1][:256]
+    cb = FeatureVisualization("features.3", units=[1], steps=4, progress=False, on_error="raise")
+    loggers = [TensorBoardLogger(tmp_path, name="", version=""), CSVLogger(tmp_path / "csv", name="", version="")]
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=loggers,
+        callbacks=[cb],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        limit_train_batches=2,
+    )
+    trainer.fit(UserCNN(), UserData(x, y))
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    values = [
+        r["interp/featvis/features.3/unit_001/activation"]
+        for r in rows
+        if r.get("interp/featvis/features.3/unit_001/activation")
+    ]
+    assert values and abs(float(values[0]) - float(cb.result.activations[0])) < 1e-5
+    assert "interp/featvis/features.3/unit_001/activation" in image_tags(tmp_path)
 
 
 class Failing(InterpretationCallback):
-    def interpret(self, trainer, pl_module, reporter, step):
+    needs_data = False
+
+    def interpret(self, model, dataset, reporter, step, others, progress):
         raise RuntimeError("this interpretation breaks")
 
 
 def _fit_with(tmp_path, callback, x, y):
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
-    trainer = L.Trainer(max_epochs=1, logger=False, callbacks=[ckpt, callback], enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path, limit_train_batches=3)
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        callbacks=[ckpt, callback],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        limit_train_batches=3,
+    )
     return trainer, UserData(x, y)
 
 
-def test_failing_callback_keeps_the_checkpoint(tmp_path, mnist_small, caplog):
+def test_failing_callback_keeps_the_checkpoint(tmp_path, mnist_small):
     x, y = mnist_small[0][:256], mnist_small[1][:256]
     trainer, dm = _fit_with(tmp_path / "a", Failing("features.0", on_error="raise"), x, y)
     with pytest.raises(RuntimeError, match="breaks"):
@@ -124,15 +244,12 @@ def test_failing_callback_keeps_the_checkpoint(tmp_path, mnist_small, caplog):
     assert restored(x[:2]).shape == (2, 10)
 
     trainer, dm = _fit_with(tmp_path / "b", Failing("features.0"), x, y)
-    with caplog.at_level(logging.ERROR, logger="interp"):
+    with pytest.warns(UserWarning, match="this interpretation breaks"):
         trainer.fit(UserCNN(), dm)
-    assert "this interpretation breaks" in caplog.text
     assert (tmp_path / "b" / "ckpt" / "last.ckpt").is_file()
 
 
-def test_on_demand_run_restores_mode_and_survives_inference_mode(tmp_path, trained_mlp, mnist_small, caplog):
-    from interp.data import MNISTDataModule
-
+def test_on_demand_run_restores_mode_and_survives_inference_mode(tmp_path, trained_mlp, mnist_small):
     x, y = mnist_small[0][:512], mnist_small[1][:512]
     trainer = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path, max_epochs=0)
     trainer.fit(trained_mlp, UserData(x, y))
@@ -145,10 +262,21 @@ def test_on_demand_run_restores_mode_and_survives_inference_mode(tmp_path, train
     assert cb.result.image.shape == (1, 1, 28, 28)
     # no TensorBoard logger: PNGs only
     assert (tmp_path / "interp" / "featvis" / "dense_1" / "unit_032.png").is_file()
-    assert isinstance(MNISTDataModule, type)
+
+
+def test_apply_runs_a_step_without_a_trainer(tmp_path, trained_mlp, mnist_small):
+    from interp.report import Reporter
+
+    x, y = mnist_small[0][:300], mnist_small[1][:300]
+    cb = TopKExamples("dense_1", units=[32], k=4, progress=False)
+    result = cb.apply(trained_mlp, torch.utils.data.TensorDataset(x, y), Reporter(tmp_path))
+    assert result is cb.result and result.top.indices.shape == (1, 4)
+    saved = torch.load(tmp_path / "interp" / "topk" / "dense_1" / "topk.pt", weights_only=True)
+    assert torch.equal(saved["indices"], result.top.indices) and saved["labels"].shape == (1, 4)
 
 
 # --- Captum cross-checks -------------------------------------------------------------------------
+
 
 def break_capture(monkeypatch):
     """Deliberately break layer capture: keep the hooked tensor itself (no copy) and let the
@@ -173,22 +301,34 @@ def test_agreement_passes_on_mlp_and_inplace_cnn_and_fails_when_capture_breaks(t
 def test_attribution_check_raises_on_mismatch(tmp_path, mnist_small, monkeypatch):
     break_capture(monkeypatch)
     x, y = mnist_small[0][:128], mnist_small[1][:128]
-    cb = AttributionCheck("features.0", units=[0], k=2, ig_steps=8, n_check=8, sanity_check=False)
-    trainer = L.Trainer(max_epochs=1, logger=False, callbacks=[cb], enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path, limit_train_batches=1)
+    cb = AttributionCheck(
+        "features.0", units=[0], k=2, ig_steps=8, n_check=8, sanity_check=False, on_mismatch="raise", on_error="raise"
+    )
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        callbacks=[cb],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        limit_train_batches=1,
+    )
     with pytest.raises(AttributionMismatchError, match="disagree with Captum"):
         trainer.fit(UserCNN(), UserData(x, y))
 
 
 def test_ig_completeness_and_randomization(trained_mlp, mnist_small):
     x = mnist_small[0][:8]
-    maps, completeness = neuron_attributions(trained_mlp, "dense_2", 7, x, n_steps=128)
-    assert maps.shape == x.shape
-    assert float(completeness.mean()) < 0.01
+    ig = neuron_attributions(trained_mlp, "dense_2", 7, x, n_steps=128)
+    assert ig.maps.shape == x.shape
+    assert float(ig.completeness.mean()) < 0.01
     for method in ("ig", "saliency"):
-        result = randomization_check(trained_mlp, "dense_2", 7, x, method=method, n_steps=32) if method == "ig" else \
-            randomization_check(trained_mlp, "dense_2", 7, x, method=method)
-        assert result["randomized"] < result["same_model"], (method, result)
+        result = (
+            randomization_check(trained_mlp, "dense_2", 7, x, method=method, n_steps=32)
+            if method == "ig"
+            else randomization_check(trained_mlp, "dense_2", 7, x, method=method)
+        )
+        assert result.randomized < result.same_model, (method, result)
 
 
 @pytest.mark.slow
@@ -198,11 +338,17 @@ def test_projector_files(tmp_path, trained_mlp, mnist_root):
     dm = MNISTDataModule(root=str(mnist_root), subset=1000, val_size=100, download=False)
     cb = EmbeddingProjector("dense_2", n=200, tsne=True)
     logger = TensorBoardLogger(tmp_path, name="", version="")
-    trainer = L.Trainer(max_epochs=0, logger=logger, callbacks=[cb], enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=0,
+        logger=logger,
+        callbacks=[cb],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(trained_mlp, dm)  # no epochs: nothing ran yet; run on demand
     cb.run(trainer, trained_mlp)
-    assert cb.features.shape == (200, 512)
+    assert cb.result.features.shape == (200, 512)
     configs = list(tmp_path.glob("**/projector_config.pbtxt"))
     assert configs and "interp" in configs[0].read_text()
     assert list(tmp_path.glob("**/sprite.png")) and list(tmp_path.glob("**/metadata.tsv"))
@@ -213,11 +359,19 @@ def test_every_n_epochs_logs_at_each_epoch(tmp_path, mnist_small):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     x, y = mnist_small[0][:256], mnist_small[1][:256]
-    cb = FeatureVisualization("features.3", units=[1], steps=4, every_n_epochs=1, on_train_end=False,
-                              progress=False, on_error="raise")
+    cb = FeatureVisualization(
+        "features.3", units=[1], steps=4, every_n_epochs=1, run_on_train_end=False, progress=False, on_error="raise"
+    )
     logger = TensorBoardLogger(tmp_path, name="", version="")
-    trainer = L.Trainer(max_epochs=2, logger=logger, callbacks=[cb], enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path, limit_train_batches=2)
+    trainer = L.Trainer(
+        max_epochs=2,
+        logger=logger,
+        callbacks=[cb],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        limit_train_batches=2,
+    )
     trainer.fit(UserCNN(), UserData(x, y))
     steps = []
     for f in tmp_path.glob("events.out.tfevents.*"):
@@ -225,4 +379,4 @@ def test_every_n_epochs_logs_at_each_epoch(tmp_path, mnist_small):
         acc.Reload()
         if "interp/featvis/features.3/unit_001" in acc.Tags()["images"]:
             steps += [e.step for e in acc.Images("interp/featvis/features.3/unit_001")]
-    assert sorted(steps) == [1, 2]
+    assert sorted(steps) == [2, 4]  # the trainer's global step after each epoch of 2 batches

@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent('''
     import lightning.pytorch as L
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from interp.callbacks import FeatureVisualization, TopKExamples, UnitPanel
+    from interp.callbacks import AttributionCheck, FeatureVisualization, TopKExamples, UnitPanel
     from interp.data import MNISTDataModule
     from interp.models import MnistMLP
     from interp.report import Reporter
@@ -61,7 +61,7 @@ SCRIPT = textwrap.dedent('''
     Reporter.for_trainer = classmethod(for_trainer)
 
     # and the part each rank mined before the exchange (the shard it covered)
-    import interp.callbacks.topk as topk_module
+    import interp.steps.topk as topk_module
 
     gathered = []
     _all_gather_topk = topk_module.all_gather_topk
@@ -77,8 +77,11 @@ SCRIPT = textwrap.dedent('''
     model.load_state_dict(torch.load(weights, weights_only=True))
     datamodule = MNISTDataModule(root=root, subset=int(os.environ["SUBSET"]), download=False)
     topk = TopKExamples(layer="dense_1", units=[30, 31, 32], k=16, progress=False, on_error="raise")
-    featvis = FeatureVisualization(layer="dense_1", units=[32], steps=16, progress=False, on_error="raise")
-    panel = UnitPanel(layer="dense_1", units=[32], on_error="raise")
+    # three units: under DDP rank zero renders two and rank one renders one (sharded by unit)
+    featvis = FeatureVisualization(layer="dense_1", units=[30, 31, 32], steps=16, progress=False, on_error="raise")
+    panel = UnitPanel(layer="dense_1", units=[32], steps=16, on_error="raise")
+    attribution = AttributionCheck(layer="dense_1", units=[30, 31, 32], k=4, ig_steps=8, n_check=8,
+                                   on_error="raise")
     trainer = L.Trainer(
         accelerator="cpu",
         devices=devices,
@@ -88,7 +91,7 @@ SCRIPT = textwrap.dedent('''
         limit_val_batches=0,
         num_sanity_val_steps=0,
         logger=TensorBoardLogger(save_dir=str(out), name="", version="", default_hp_metric=False),
-        callbacks=[topk, featvis, panel],
+        callbacks=[topk, featvis, panel, attribution],
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -97,18 +100,18 @@ SCRIPT = textwrap.dedent('''
     trainer.fit(model, datamodule=datamodule)
 
     rank = trainer.global_rank
-    result = topk.result
-    torch.save({"values": result.values, "indices": result.indices, "units": result.units,
-                "featvis": featvis.result.image, "weights": model.state_dict()}, out / f"rank{rank}.pt")
+    result = topk.result.top
+    images = featvis.result.renderings["plain"].image
+    torch.save({"values": result.values, "indices": result.indices, "units": result.units, "featvis": images,
+                "weights": model.state_dict()}, out / f"rank{rank}.pt")
     info = {
         "rank": rank,
         "world_size": trainer.world_size,
         "pid": os.getpid(),
-        "threads": torch.get_num_threads(),
         "gathered": gathered,
         "reporters_enabled": [r.enabled for r in reporters],
         "written": [str(p) for r in reporters for p in r.written],
-        "panel_paths": {str(u): (None if p is None else str(p)) for u, p in panel.paths.items()},
+        "panel_paths": {str(u): (None if p is None else str(p)) for u, p in panel.result.items()},
     }
     (out / f"rank{rank}.json").write_text(json.dumps(info))
 ''')
@@ -116,13 +119,26 @@ SCRIPT = textwrap.dedent('''
 
 def _run(script: Path, root: Path, weights: Path, devices: int, out: Path) -> None:
     out.mkdir()
-    env = dict(os.environ, SUBSET=str(SUBSET), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1",
-               MASTER_ADDR="127.0.0.1")
+    env = dict(
+        os.environ,
+        SUBSET=str(SUBSET),
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        MASTER_ADDR="127.0.0.1",
+    )
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    proc = subprocess.run([sys.executable, str(script), str(root), str(weights), str(devices), str(out)],
-                          cwd=out, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, (f"{devices}-process run failed ({proc.returncode}):\n"
-                                  f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    proc = subprocess.run(
+        [sys.executable, str(script), str(root), str(weights), str(devices), str(out)],
+        cwd=out,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, (
+        f"{devices}-process run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -165,11 +181,10 @@ def test_ddp_really_ran(runs):
     infos = [_info(ddp, r) for r in (0, 1)]
     assert [i["world_size"] for i in infos] == [2, 2]
     assert infos[0]["pid"] != infos[1]["pid"]
-    assert all(i["threads"] == 1 for i in infos + [_info(single, 0)])
     # each rank mined its own shard once (UnitPanel reused the result) and exchanged it
     assert _info(single, 0)["gathered"] == []
-    (lo0, hi0), = infos[0]["gathered"]
-    (lo1, hi1), = infos[1]["gathered"]
+    ((lo0, hi0),) = infos[0]["gathered"]
+    ((lo1, hi1),) = infos[1]["gathered"]
     assert 0 <= lo0 <= hi0 < 2048 <= lo1 <= hi1 < SUBSET
 
 
@@ -200,6 +215,8 @@ def test_topk_bitwise_equal(runs, rank):
 
 
 def test_featvis_bitwise_equal(runs):
+    """Rank zero rendered units 30 and 31, rank one unit 32: each unit's image does not depend on
+    the batch it was rendered in, and both ranks gathered all three."""
     single, ddp = runs
     ref = torch.load(single / "rank0.pt", weights_only=True)["featvis"]
     for rank in (0, 1):
@@ -230,8 +247,15 @@ def test_events_hold_the_same_images(runs):
     single, ddp = runs
     ref = _image_summaries(_events(single)[0])
     got = _image_summaries(_events(ddp)[0])
-    expected = {"interp/topk/dense_1/unit_030", "interp/topk/dense_1/unit_031", "interp/topk/dense_1/unit_032",
-                "interp/featvis/dense_1/unit_032", "interp/featvis/dense_1/all", "interp/panel/dense_1/unit_032"}
+    expected = {
+        "interp/topk/dense_1/unit_030",
+        "interp/topk/dense_1/unit_031",
+        "interp/topk/dense_1/unit_032",
+        *(f"interp/featvis/dense_1/unit_{u:03d}" for u in (30, 31, 32)),
+        "interp/featvis/dense_1/all",
+        "interp/panel/dense_1/unit_032",
+        *(f"interp/attribution/dense_1/unit_{u:03d}" for u in (30, 31, 32)),
+    }
     assert set(ref) == expected
     assert set(got) == expected
     for tag in expected:
@@ -255,18 +279,16 @@ def test_rank_with_empty_shard(tmp_path, mnist_small, trained_mlp):
     Run in this process as rank one of a two-rank trainer over a one-process gloo group, where
     ``all_gather_topk`` hands back the rank's own part."""
     import torch.distributed as dist
-    from types import SimpleNamespace
 
-    from interp.callbacks.topk import mine_for_trainer
     from interp.data.mnist import TensorImageDataset
+    from interp.steps.topk import mine
 
     x, y = mnist_small
     dataset = TensorImageDataset((x[:1000] * 255).round().to(torch.uint8), y[:1000])
-    trainer = SimpleNamespace(world_size=2, global_rank=1)
     assert not dist.is_initialized()
     dist.init_process_group("gloo", init_method=(tmp_path / "store").as_uri(), rank=0, world_size=1)
     try:
-        part = mine_for_trainer(trainer, trained_mlp, "dense_1", [30, 31, 32], 16, dataset, 1024)
+        part = mine(trained_mlp, "dense_1", [30, 31, 32], 16, dataset, 1024, rank=1, world_size=2)
     finally:
         dist.destroy_process_group()
     assert part.units.tolist() == [30, 31, 32]

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from helpers import run_cli
 from interp.data import MNISTDataModule, load_mnist
 from interp.errors import DataNotFoundError
 from interp.models import MnistMLP
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def write_idx(raw: Path, n_train=300, n_test=100, gz=False):
@@ -28,7 +28,7 @@ def write_idx(raw: Path, n_train=300, n_test=100, gz=False):
         labels = torch.arange(n) % 10
         images = torch.zeros(n, 28, 28, dtype=torch.uint8)
         for i in range(n):  # a bright bar whose row encodes the label, plus noise
-            images[i, 2 + 2 * int(labels[i]): 4 + 2 * int(labels[i]), 4:24] = 255
+            images[i, 2 + 2 * int(labels[i]) : 4 + 2 * int(labels[i]), 4:24] = 255
         images = (images.int() + torch.randint(0, 30, (n, 28, 28), generator=g)).clamp(0, 255).to(torch.uint8)
         img_bytes = struct.pack(">IIII", 2051, n, 28, 28) + images.numpy().tobytes()
         lbl_bytes = struct.pack(">II", 2049, n) + labels.to(torch.uint8).numpy().tobytes()
@@ -48,11 +48,6 @@ def tiny_mnist(tmp_path):
     return tmp_path / "data", data
 
 
-def run_cli(args, env, cwd, timeout=600, **kw):
-    return subprocess.run([sys.executable, "-m", "interp", *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, **kw)
-
-
 def base_env(root=None):
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
@@ -62,6 +57,7 @@ def base_env(root=None):
 
 
 # --- data ---------------------------------------------------------------------------------------
+
 
 def test_datamodule_reads_idx_files(tiny_mnist):
     root, data = tiny_mnist
@@ -99,8 +95,12 @@ def test_missing_data_raises_named_error(tmp_path):
 @pytest.mark.slow
 def test_offline_missing_data_exits_with_one_line(tmp_path):
     empty = tmp_path / "empty"
-    proc = run_cli(["train", f"data.root={empty}", "callbacks=[]", f"runs_dir={tmp_path / 'runs'}"],
-                   base_env(), cwd=tmp_path, timeout=300)
+    proc = run_cli(
+        ["train", f"data.root={empty}", "callbacks=[]", f"runs_dir={tmp_path / 'runs'}"],
+        base_env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     error_lines = [line for line in proc.stderr.splitlines() if "error:" in line]
@@ -109,6 +109,7 @@ def test_offline_missing_data_exits_with_one_line(tmp_path):
 
 
 # --- model --------------------------------------------------------------------------------------
+
 
 def test_model_shape_names_and_normalization():
     model = MnistMLP().eval()
@@ -129,8 +130,9 @@ def test_checkpoint_reload_gives_identical_predictions(tmp_path, tiny_mnist):
     root, _ = tiny_mnist
     dm = MNISTDataModule(root=str(root), batch_size=32, val_size=50, download=False)
     model = MnistMLP()
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path
+    )
     trainer.fit(model, dm)
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
@@ -142,10 +144,13 @@ def test_checkpoint_reload_gives_identical_predictions(tmp_path, tiny_mnist):
 
 # --- CLI ------------------------------------------------------------------------------------------
 
+
 def test_cli_help_lists_commands():
     proc = subprocess.run([sys.executable, "-m", "interp", "--help"], capture_output=True, text=True, check=True)
     assert "train" in proc.stdout and "visualize" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "interp", "train", "--help"], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "interp", "train", "--help"], capture_output=True, text=True, check=True
+    )
     for group in ("model", "data", "trainer", "logger", "callbacks"):
         assert group in proc.stdout
 
@@ -166,8 +171,15 @@ def read_scalars(run_dir: Path) -> dict:
 def test_train_subprocess_writes_checkpoint_and_events(tmp_path, tiny_mnist):
     root, _ = tiny_mnist
     runs = tmp_path / "runs"
-    args = ["train", "trainer=fast", "trainer.enable_progress_bar=false", "callbacks=[]", "data.val_size=50",
-            f"runs_dir={runs}", "experiment=t"]
+    args = [
+        "train",
+        "trainer=fast",
+        "trainer.enable_progress_bar=false",
+        "callbacks=[]",
+        "data.val_size=50",
+        f"runs_dir={runs}",
+        "experiment=t",
+    ]
     proc = run_cli(args, base_env(root), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "test accuracy:" in proc.stdout
@@ -184,39 +196,141 @@ def test_train_subprocess_writes_checkpoint_and_events(tmp_path, tiny_mnist):
     assert len(list((runs / "t").iterdir())) == 2
 
 
+def _wait_for(pattern_root: Path, pattern: str, timeout: float = 240) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = list(pattern_root.glob(pattern))
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"nothing matched {pattern} under {pattern_root} within {timeout} s")
+
+
 @pytest.mark.slow
-def test_interrupt_then_resume_latest(tmp_path, tiny_mnist):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_training_keeps_the_checkpoint_then_resume_latest(tmp_path, tiny_mnist, signum, code):
     root, _ = tiny_mnist
     runs = tmp_path / "runs"
-    common = ["trainer.enable_progress_bar=false", "callbacks=[]", "data.val_size=50", "data.batch_size=4",
-              f"runs_dir={runs}", "experiment=r", "trainer.max_epochs=40"]
-    proc = subprocess.Popen([sys.executable, "-m", "interp", "train", *common], env=base_env(root), cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    last = None
-    while time.time() < deadline:
-        found = list(runs.glob("r/*/checkpoints/last.ckpt"))
-        if found:
-            last = found[0]
-            break
-        time.sleep(0.2)
-    assert last is not None, "no checkpoint appeared"
+    common = [
+        "trainer.enable_progress_bar=false",
+        "callbacks=[]",
+        "data.val_size=50",
+        "data.batch_size=4",
+        f"runs_dir={runs}",
+        "experiment=r",
+        "trainer.max_epochs=40",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "interp", "train", *common],
+        env=base_env(root),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    last = _wait_for(runs, "r/*/checkpoints/last.ckpt")
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0
+    assert proc.returncode == code, err[-2000:]
+    name = signal.Signals(signum).name
+    assert f"interrupted by {name}: the last checkpoint is {last}" in err
+    assert "resume=latest experiment=r" in err and "Traceback" not in err
     assert last.is_file(), "the interrupted run lost its last checkpoint"
-    done = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    done = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
     assert done < 39
 
-    proc = run_cli(["train", *common, "trainer.max_epochs=" + str(done + 2), "resume=latest"], base_env(root),
-                   cwd=tmp_path)
+    # another experiment's newer checkpoint is not what resume=latest picks
+    other = runs / "other" / "x" / "checkpoints"
+    other.mkdir(parents=True)
+    (other / "last.ckpt").write_bytes(last.read_bytes())
+    proc = run_cli(
+        ["train", *common, "trainer.max_epochs=" + str(done + 2), "resume=latest"], base_env(root), cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"resuming from {last}" in proc.stdout
     new_runs = [p for p in (runs / "r").iterdir() if p != last.parents[1]]
     (new_run,) = new_runs
-    resumed = torch.load(new_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    resumed = torch.load(new_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert resumed["epoch"] == done + 1  # epochs are counted from 0: max_epochs = done + 2
+
+    # resuming with another model config names what differs, and leaves no empty run folder
+    before = set((runs / "r").iterdir())
+    proc = run_cli(["train", *common, "model.hidden=64", "resume=latest"], base_env(root), cwd=tmp_path)
+    assert proc.returncode == 2 and "hidden: checkpoint 512, config 64" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and set((runs / "r").iterdir()) == before
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_interpretation_callbacks(tmp_path, tiny_mnist):
+    root, _ = tiny_mnist
+    runs = tmp_path / "runs"
+    args = [
+        "trainer.enable_progress_bar=false",
+        "callbacks=[featvis]",
+        "callbacks.featvis.steps=200000",
+        "units=0-3",
+        "data.val_size=50",
+        f"runs_dir={runs}",
+        "experiment=cb",
+        "trainer.max_epochs=1",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "interp", "train", *args],
+        env=base_env(root),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    last = _wait_for(runs, "cb/*/checkpoints/last.ckpt")
+    time.sleep(3.0)  # the epoch's checkpoint is written; feature visualization is running
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "interrupted by SIGTERM" in err and "Traceback" not in err
+    assert last.is_file() and "test accuracy" not in out
+    assert not list(last.parents[1].glob("interp/featvis/**/*.png"))
+
+
+@pytest.mark.slow
+def test_concurrent_runs_get_their_own_folders(tmp_path, tiny_mnist):
+    root, _ = tiny_mnist
+    runs = tmp_path / "runs"
+    args = [
+        "train",
+        "trainer=fast",
+        "trainer.enable_progress_bar=false",
+        "callbacks=[]",
+        "data.val_size=50",
+        f"runs_dir={runs}",
+        "experiment=same",
+        "hydra.run.dir='${unique_dir:${runs_dir}/same/one-stamp}'",
+    ]
+    env = dict(base_env(root), OMP_NUM_THREADS="1")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "interp", *args, f"seed={i}"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    folders = sorted(p.name for p in (runs / "same").iterdir())
+    assert folders == ["one-stamp", "one-stamp-1", "one-stamp-2"]
+    seeds = set()
+    for name in folders:
+        folder = runs / "same" / name
+        seeds.add(OmegaConf.load(folder / "config.yaml").seed)
+        assert len(list(folder.glob("events.out.tfevents.*"))) >= 1
+        assert sorted(p.name for p in (folder / "checkpoints").iterdir())[-1] == "last.ckpt"
+    assert seeds == {0, 1, 2}
 
 
 @pytest.mark.slow
@@ -226,8 +340,9 @@ def test_one_epoch_on_real_mnist_reaches_95_percent(mnist_root):
     L.seed_everything(0, verbose=False)
     dm = MNISTDataModule(root=str(mnist_root), download=False)
     model = MnistMLP()
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
     trainer.fit(model, dm)
     acc = trainer.test(model, dm, verbose=False)[0]["test/acc"]
     assert len(dm.test_set) == 10000 and len(dm.train_set) == 55000 and len(dm.val_set) == 5000

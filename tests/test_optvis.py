@@ -7,8 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from interp.optvis import (Capture, dream, dream_gradient, frozen, get_layer, invert, objectives as obj, param,
-                           render, render_units, transforms as T)
+from helpers import Boom
+from interp.optvis import Capture, dream, dream_gradient, frozen, get_layer, invert, param, render, render_units
+from interp.optvis import objectives as obj
+from interp.optvis import transforms as T
 
 
 class SmallCNN(nn.Module):
@@ -27,16 +29,12 @@ class SmallCNN(nn.Module):
         return self.fc(self.pool(x).flatten(1))
 
 
-class Boom(nn.Module):
-    def forward(self, x):
-        raise AssertionError("a module after the target layer ran")
-
-
 def count_hooks(model):
     return sum(len(m._forward_hooks) for m in model.modules())
 
 
 # --- layer capture -------------------------------------------------------------------------------
+
 
 def test_unknown_layer_lists_close_names():
     model = SmallCNN()
@@ -59,7 +57,7 @@ def test_capture_stops_after_deepest_layer():
     with Capture(model, ["0", "2"]) as cap:
         acts = cap(torch.randn(2, 4))
     assert set(acts) == {"0", "2"} and acts["2"].shape == (2, 3)
-    with pytest.raises(AssertionError, match="after the target"):
+    with pytest.raises(AssertionError, match="after the hooked layer"):
         with Capture(model, ["2"], stop=False) as cap:
             cap(torch.randn(2, 4))
 
@@ -89,6 +87,7 @@ def test_render_restores_requires_grad_and_mode():
 
 # --- objectives -----------------------------------------------------------------------------------
 
+
 def test_objectives_combine_and_bind():
     a = {"l": torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])}
     o = obj.unit("l", 1) + 2 * obj.unit("l", 2) - obj.unit("l", 0)
@@ -116,6 +115,7 @@ def test_regularizers():
 
 # --- parameterizations and transforms ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fft", [True, False])
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_param_shapes_and_range(fft, channels):
@@ -133,7 +133,7 @@ def test_color_matrix_from_data_whitens():
     g = torch.Generator().manual_seed(0)
     mix = torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.2, 0.0, 1.0]])
     raw = torch.randn(64, 3, 8, 8, generator=g)
-    data = [torch.einsum("ij,bjhw->bihw", mix, raw[i:i + 16]) for i in range(0, 64, 16)]
+    data = [torch.einsum("ij,bjhw->bihw", mix, raw[i : i + 16]) for i in range(0, 64, 16)]
     sqrt = param.color_matrix_from_data(data)
     cov = sqrt @ sqrt.T
     torch.testing.assert_close(cov, mix @ mix.T, atol=0.05, rtol=0.05)
@@ -160,6 +160,7 @@ def test_render_same_seed_bitwise_equal():
 
 
 # --- unit optimization ---------------------------------------------------------------------------------
+
 
 def test_render_units_beats_training_max(trained_mlp, mnist_small):
     x, _ = mnist_small
@@ -210,12 +211,19 @@ def test_gradient_and_activation_agree_with_captum(trained_mlp, mnist_small):
 
 # --- DeepDream -------------------------------------------------------------------------------------------
 
+
 def _dream_model():
     """A small conv net whose first layer holds zero-mean (edge-like) filters, as trained nets do."""
     torch.manual_seed(1)
-    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.ReLU(),
-                          nn.Conv2d(16, 32, 3, padding=1, stride=2, bias=False), nn.ReLU(),
-                          nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.ReLU(), Boom())
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1, bias=False),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1, stride=2, bias=False),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1, bias=False),
+        nn.ReLU(),
+        Boom(),
+    )
     with torch.no_grad():
         model[0].weight -= model[0].weight.mean((2, 3), keepdim=True)
     return model
@@ -230,7 +238,7 @@ def _smooth_image(h, w, seed=0):
 def test_dream_raises_layer_norm_threefold():
     model = _dream_model()
     img = _smooth_image(64, 64)
-    out = dream(model, img, "4", octaves=3, steps_per_octave=10, jitter=8)
+    out = dream(model, img, "4", octaves=3, steps_per_octave=10, roll=8)
     with torch.no_grad(), Capture(model, "4") as cap:
         before = cap(img[None])["4"].norm()
         after = cap(out.image)["4"].norm()
@@ -258,7 +266,7 @@ def test_tiled_gradient_equals_untiled_on_one_tile():
 def test_dream_large_image_in_tiles_has_no_seams():
     model = _dream_model()
     img = torch.full((3, 1536, 2048), 0.5) + 0.1 * torch.rand(3, 1536, 2048, generator=torch.Generator().manual_seed(0))
-    out = dream(model, img, "2", octaves=1, steps_per_octave=2, tile_size=512, jitter=32)
+    out = dream(model, img, "2", octaves=1, steps_per_octave=2, tile_size=512, roll=32)
     change = (out.image[0] - img).abs().mean(0)
     assert out.image.shape == (1, 3, 1536, 2048)
     # Tile borders (every 512 px) must not stand out: compare the change along border columns to
@@ -270,6 +278,7 @@ def test_dream_large_image_in_tiles_has_no_seams():
 
 # --- inversion ---------------------------------------------------------------------------------------------
 
+
 def test_inversion_of_dense_1(trained_mlp, mnist_small):
     x = mnist_small[0][:4]
     result = invert(trained_mlp, "dense_1", x, steps=300)
@@ -280,6 +289,8 @@ def test_inversion_of_dense_1(trained_mlp, mnist_small):
 
 
 def test_optvis_imports_no_framework():
-    code = ("import sys, interp.optvis; bad = [m for m in sys.modules if m.split('.')[0] in "
-            "('lightning', 'pytorch_lightning', 'hydra', 'omegaconf', 'tensorboard')]; print(bad); assert not bad")
+    code = (
+        "import sys, interp.optvis; bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('lightning', 'pytorch_lightning', 'hydra', 'omegaconf', 'tensorboard')]; print(bad); assert not bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

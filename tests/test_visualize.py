@@ -1,23 +1,28 @@
 """`python -m interp visualize` end to end: checkpoints, sweeps, VGGFace2 with random weights."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
-
-def cli(args, env, cwd, timeout=900):
-    return subprocess.run([sys.executable, "-m", "interp", *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+from helpers import run_cli as cli
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, mnist_root):
     cwd = tmp_path_factory.mktemp("vis")
     env = dict(os.environ, INTERP_DATA_DIR=str(mnist_root), PYTHONUNBUFFERED="1")
-    proc = cli(["train", "trainer=fast", "trainer.enable_progress_bar=false", "data.subset=3000", "callbacks=[]",
-                "experiment=mlp"], env, cwd)
+    proc = cli(
+        [
+            "train",
+            "trainer=fast",
+            "trainer.enable_progress_bar=false",
+            "data.subset=3000",
+            "callbacks=[]",
+            "experiment=mlp",
+        ],
+        env,
+        cwd,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return cwd, env
 
@@ -25,7 +30,7 @@ def trained_run(tmp_path_factory, mnist_root):
 @pytest.mark.slow
 def test_visualize_checkpoint_panel_and_attribution(trained_run):
     cwd, env = trained_run
-    proc = cli(["visualize", "ckpt=latest", "layer=dense_1", "unit=32", "steps=64"], env, cwd)
+    proc = cli(["visualize", "ckpt=latest", "layer=dense_1", "units=32", "steps=64"], env, cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = list((cwd / "runs" / "visualize").iterdir())
     assert (run / "interp" / "panel" / "dense_1" / "unit_032.png").is_file()
@@ -37,8 +42,9 @@ def test_visualize_checkpoint_panel_and_attribution(trained_run):
 @pytest.mark.slow
 def test_visualize_multirun_sweep(trained_run):
     cwd, env = trained_run
-    proc = cli(["visualize", "-m", "ckpt=latest", "unit=30,31", "steps=16", "interpretations=[panel]",
-                "experiment=sweep"], env, cwd)
+    proc = cli(
+        ["visualize", "-m", "ckpt=latest", "units=30,31", "steps=16", "callbacks=[panel]", "experiment=sweep"], env, cwd
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     panels = sorted(p.name for p in (cwd / "runs" / "sweep").glob("multirun_*/*/interp/panel/dense_1/*.png"))
     assert panels == ["unit_030.png", "unit_031.png"]
@@ -55,8 +61,22 @@ def test_visualize_vggface2_random_weights(tmp_path):
 
     for i in range(3):
         Image.open(default_face_image_path()).rotate(10 * i).save(folder / f"face_{i}.png")
-    proc = cli(["visualize", "model=vggface2", "model.weights=random", "size=64", "octaves=2", "steps_per_octave=2",
-                "steps=2", "units=[0,1]", f"data={folder}", "interpretations=[dream,featvis,topk]"], env, tmp_path)
+    proc = cli(
+        [
+            "visualize",
+            "preset=vggface2",
+            "model.weights=random",
+            "size=64",
+            "octaves=2",
+            "steps_per_octave=2",
+            "steps=2",
+            "units=[0,1]",
+            f"data_dir={folder}",
+            "callbacks=[dream,featvis,topk]",
+        ],
+        env,
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "RANDOM weights" in proc.stdout
     (run,) = list((tmp_path / "runs" / "visualize").iterdir())

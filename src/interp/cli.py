@@ -2,85 +2,114 @@
 
 The subcommand picks the Hydra config (``configs/train.yaml`` or ``configs/visualize.yaml``);
 everything after it is Hydra's: overrides (``trainer.max_epochs=2``), ``--help``, ``-m`` sweeps.
+Expected errors (:class:`~interp.errors.InterpError`, also when Hydra or OmegaConf wrap one) are
+printed here, once, as ``interp <command>: error: ...`` with exit code 2; ``INTERP_DEBUG=1``
+shows the traceback as well.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
+from interp.config import config_dir, register_resolvers
 from interp.errors import InterpError
 
 COMMANDS = {
-    "train": "Train the MNIST MLP with Lightning; interpretation callbacks run when training ends.",
+    "train": "Train a model (the MNIST MLP; model=cnn: a CNN) with Lightning, then run the interpretations.",
     "visualize": "Interpret a checkpoint or the VGGFace2 ResNet-50 without training (panels, DeepDream, ...).",
+    "atlas": "Write the unit atlas (static HTML pages per layer and unit) of a trained run: atlas ckpt=latest.",
 }
-CONFIG_DIR_ENV = "INTERP_CONFIG_DIR"
-
-
-def config_dir() -> str:
-    """The Hydra config folder: ``$INTERP_CONFIG_DIR`` or ``configs/`` of the source checkout."""
-    env = os.environ.get(CONFIG_DIR_ENV)
-    if env:
-        return str(Path(env).resolve())
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "configs" / "train.yaml").exists():
-            return str(parent / "configs")
-    raise InterpError(f"cannot find the configs/ folder above {here.parent}; set ${CONFIG_DIR_ENV}")
-
-
-def unique_dir(path: str) -> str:
-    """``path`` if it does not exist yet, else ``path-1``, ``path-2``...: a run is never overwritten."""
-    candidate, n = path, 0
-    while os.path.exists(candidate):
-        n += 1
-        candidate = f"{path}-{n}"
-    return candidate
-
-
-_resolved: dict[str, str] = {}
-
-
-def _unique_dir_resolver(path: str) -> str:
-    # Hydra resolves hydra.run.dir more than once; answer the same folder every time.
-    if path not in _resolved:
-        _resolved[path] = unique_dir(path)
-    return _resolved[path]
-
-
-def _register_resolvers() -> None:
-    from omegaconf import OmegaConf
-
-    if not OmegaConf.has_resolver("unique_dir"):
-        OmegaConf.register_new_resolver("unique_dir", _unique_dir_resolver)
+EXIT_USER_ERROR = 2
 
 
 def _usage() -> str:
     lines = ["usage: python -m interp <command> [hydra overrides ...]", "", "commands:"]
     lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
-    lines += ["", "Each command takes Hydra overrides and `--help` (config groups and defaults).",
-              "Examples:", "  python -m interp train trainer.max_epochs=2 model.lr=1e-3",
-              "  python -m interp visualize ckpt=latest layer=dense_1 unit=32"]
+    lines += [
+        "",
+        "train and visualize take Hydra overrides and `--help` (config groups and defaults).",
+        "Examples:",
+        "  python -m interp train trainer.max_epochs=2 model.lr=1e-3",
+        "  python -m interp visualize ckpt=latest layer=dense_1 units=32",
+        "  python -m interp atlas ckpt=latest",
+    ]
     return "\n".join(lines)
+
+
+def fail(command: str, error: InterpError) -> NoReturn:
+    """Print an expected error the one way users see them, and exit with code 2."""
+    print(f"interp {command}: error: {error}", file=sys.stderr)
+    raise SystemExit(EXIT_USER_ERROR)
+
+
+def user_error(exc: BaseException | None) -> InterpError | None:
+    """The :class:`InterpError` that ``exc`` is or wraps (Hydra's instantiation and OmegaConf's
+    interpolation errors keep the original as their cause), else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, InterpError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _run_dir() -> Path | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # Hydra is not running
+        return None
+
+
+def remove_if_empty_run(run_dir: Path | None) -> None:
+    """Remove a failed run's folder when it holds no checkpoint and no result (only the config
+    and Hydra's bookkeeping): failed runs do not clutter ``runs/`` and TensorBoard."""
+    if run_dir is None or not run_dir.is_dir():
+        return
+    keep = any(run_dir.glob("checkpoints/*.ckpt")) or any(p.is_file() for p in run_dir.glob("interp/**/*"))
+    if not keep:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def reporting(command: str, task: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Wrap a Hydra task: an expected error is printed as one line (the message of the
+    :class:`InterpError`), the run folder is removed when it holds nothing, and the process exits
+    with code 2; any other exception is a bug and keeps its traceback."""
+
+    def wrapped(cfg: Any) -> Any:
+        try:
+            return task(cfg)
+        except Exception as exc:
+            error = user_error(exc)
+            if error is None:
+                remove_if_empty_run(_run_dir())
+                raise
+            if os.environ.get("INTERP_DEBUG"):
+                traceback.print_exc()
+            remove_if_empty_run(_run_dir())
+            fail(command, error)
+
+    return wrapped
 
 
 def run_hydra(command: str, argv: list[str]) -> None:
     import hydra
 
-    _register_resolvers()
-    if command == "train":
-        from interp.apps import train as task
-    else:
-        from interp.apps import visualize as task
-    if command == "visualize":
-        # `data=<folder>` names images to mine; `data` is also the name of train's config group,
-        # so Hydra would read it as a group choice: pass it on as `data_dir`.
-        argv = [f"data_dir={a[5:]}" if a.startswith("data=") else a for a in argv]
+    from interp import apps
+
+    register_resolvers()
+    task = reporting(command, apps.train if command == "train" else apps.visualize)
     app = hydra.main(config_path=config_dir(), config_name=command, version_base="1.3")(task)
     saved = sys.argv
-    sys.argv = [f"interp {command}"] + argv
+    sys.argv = [f"interp {command}", *argv]
     try:
         app()
     finally:
@@ -95,9 +124,13 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         print(f"interp: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(EXIT_USER_ERROR)
     try:
+        if command == "atlas":
+            from interp import apps
+
+            apps.atlas(rest)
+            return
         run_hydra(command, rest)
-    except InterpError as exc:
-        print(f"interp {command}: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except InterpError as exc:  # raised before Hydra runs the task (the config folder is missing, say)
+        fail(command, exc)

@@ -11,18 +11,20 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
-log = logging.getLogger("interp")
+log = logging.getLogger(__name__)
 
 PANEL_TITLES = ("Maximal activation examples", "Visualization by optimization")
 
 
 # --- image assembly -----------------------------------------------------------------------------
+
 
 def to_rgb(images: torch.Tensor) -> torch.Tensor:
     """[N, C, H, W] or [C, H, W] with C in {1, 3} (or more: first three) -> same rank with C = 3."""
@@ -48,8 +50,9 @@ def upscale(images: torch.Tensor, min_size: int = 112) -> torch.Tensor:
     return x[0] if squeeze else x
 
 
-def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: float = 1.0,
-         min_size: int = 0) -> torch.Tensor:
+def grid(
+    images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: float = 1.0, min_size: int = 0
+) -> torch.Tensor:
     """A [3, H, W] grid of ``images`` ([N, C, h, w] in [0, 1]), ``nrow`` per row (default square)."""
     x = to_rgb(images).clamp(0, 1)
     if min_size:
@@ -83,7 +86,7 @@ def _font(size: int):
 
 
 def tensor_to_pil(img: torch.Tensor) -> Image.Image:
-    arr = (to_rgb(img).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy())
+    arr = to_rgb(img).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
     return Image.fromarray(arr)
 
 
@@ -93,8 +96,9 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
 
 
-def titled_row(images: Sequence[torch.Tensor], titles: Sequence[str], title: str | None = None,
-               gap: int = 16, font_size: int = 14) -> torch.Tensor:
+def titled_row(
+    images: Sequence[torch.Tensor], titles: Sequence[str], title: str | None = None, gap: int = 16, font_size: int = 14
+) -> torch.Tensor:
     """Images side by side ([3, H, W] each; shorter ones are scaled to the tallest), each with a
     caption above it, and an optional overall title: a [3, H, W] tensor on white."""
     height = max(int(i.shape[-2]) for i in images)
@@ -123,9 +127,10 @@ def titled_row(images: Sequence[torch.Tensor], titles: Sequence[str], title: str
     return pil_to_tensor(canvas)
 
 
-def unit_panel(examples_grid: torch.Tensor, optimized: torch.Tensor, title: str | None = None,
-               titles: Sequence[str] = PANEL_TITLES) -> torch.Tensor:
-    """The seed figure: a unit's maximal-activation examples on the left, the input optimized
+def unit_panel(
+    examples_grid: torch.Tensor, optimized: torch.Tensor, title: str | None = None, titles: Sequence[str] = PANEL_TITLES
+) -> torch.Tensor:
+    """The headline picture: a unit's maximal-activation examples on the left, the input optimized
     for the unit on the right, titled ``Maximal activation examples | Visualization by optimization``."""
     left = upscale(examples_grid, 256)
     right = upscale(to_rgb(optimized), left.shape[-2])
@@ -148,40 +153,51 @@ def heatmap_overlay(images: torch.Tensor, maps: torch.Tensor, alpha: float = 0.8
 
 # --- writing --------------------------------------------------------------------------------------
 
-def tag_to_path(root: Path, tag: str) -> Path:
+
+def tag_to_path(root: Path, tag: str, suffix: str = ".png") -> Path:
+    """The file of ``tag`` under ``root``: ``interp/inversion/features.3`` -> ``root/inversion/features.3.png``
+    (the suffix is appended, so dotted layer names never collide)."""
     parts = [p for p in tag.split("/") if p]
     if parts and parts[0] == "interp":
         parts = parts[1:]
-    return root.joinpath(*parts).with_suffix(".png")
+    if not parts:
+        raise ValueError(f"empty tag {tag!r}")
+    return root.joinpath(*parts[:-1], parts[-1] + suffix)
 
 
 class Reporter:
-    """Writes images and scalars to a TensorBoard ``SummaryWriter`` (if any) and PNGs under
-    ``<run_dir>/interp/``.
+    """Writes images to a TensorBoard ``SummaryWriter`` (if any) and as PNGs under
+    ``<run_dir>/interp/``, scalars to every logger, and result tensors as ``.pt`` files.
 
     Args:
         run_dir: the run folder; PNGs go to ``run_dir/interp/<tag>.png``.
-        writer: a ``torch.utils.tensorboard.SummaryWriter`` (or anything with ``add_image`` and
-            ``add_scalar``), or ``None`` for PNGs only.
+        writer: a ``torch.utils.tensorboard.SummaryWriter`` (or anything with ``add_image``), or
+            ``None`` for PNGs only.
+        loggers: objects with ``log_metrics(dict, step)`` (Lightning loggers: TensorBoard, CSV, ...)
+            that receive the scalars; without any, scalars go to ``writer``.
         enabled: false on ranks other than zero: nothing is written.
     """
 
     _warned_no_tb = False
 
-    def __init__(self, run_dir: str | Path, writer=None, enabled: bool = True):
+    def __init__(self, run_dir: str | Path, writer: Any = None, enabled: bool = True, loggers: Sequence[Any] = ()):
         self.run_dir = Path(run_dir)
         self.png_dir = self.run_dir / "interp"
         self.writer = writer
+        self.loggers = list(loggers)
         self.enabled = enabled
         self.written: list[Path] = []
         if writer is None and enabled and not Reporter._warned_no_tb:
             Reporter._warned_no_tb = True
-            log.warning("interp: no TensorBoard logger on this run; interpretation images are written as PNG files only "
-                        "(under %s)", self.png_dir)
+            log.warning(
+                "no TensorBoard logger on this run; interpretation images are written as PNG files only (under %s)",
+                self.png_dir,
+            )
 
     @classmethod
-    def for_trainer(cls, trainer) -> "Reporter":
-        """The reporter of a Lightning trainer: its first TensorBoard logger, PNGs in its log dir."""
+    def for_trainer(cls, trainer: Any) -> Reporter:
+        """The reporter of a Lightning trainer: images to its first TensorBoard logger, scalars to
+        all its loggers, PNGs in that logger's log dir."""
         from lightning.pytorch.loggers import TensorBoardLogger
 
         writer, run_dir = None, None
@@ -192,7 +208,7 @@ class Reporter:
                 break
         if run_dir is None:
             run_dir = trainer.log_dir or trainer.default_root_dir
-        return cls(run_dir, writer, enabled=trainer.is_global_zero)
+        return cls(run_dir, writer, enabled=trainer.is_global_zero, loggers=trainer.loggers)
 
     def image(self, tag: str, img: torch.Tensor, step: int = 0) -> Path | None:
         """Log a [3, H, W] (or [1, H, W]) image in [0, 1] under ``tag``; returns the PNG path."""
@@ -208,13 +224,76 @@ class Reporter:
         return path
 
     def scalar(self, tag: str, value: float, step: int = 0) -> None:
-        if self.enabled and self.writer is not None:
+        """One scalar to every logger (TensorBoard, CSV, ...)."""
+        if not self.enabled:
+            return
+        if self.loggers:
+            for logger in self.loggers:
+                logger.log_metrics({tag: float(value)}, step=step)
+        elif self.writer is not None:
             self.writer.add_scalar(tag, float(value), global_step=step)
 
-    def embedding(self, tag: str, features: torch.Tensor, metadata=None, label_img=None, step: int = 0) -> None:
+    def embedding(
+        self, tag: str, features: torch.Tensor, metadata: Any = None, label_img: Any = None, step: int = 0
+    ) -> None:
         if self.enabled and self.writer is not None:
             self.writer.add_embedding(features, metadata=metadata, label_img=label_img, global_step=step, tag=tag)
 
+    def save(self, name: str, tensors: dict[str, Any]) -> Path | None:
+        """Save a dict of tensors as ``<run>/interp/<name>`` (loadable with ``weights_only=True``)."""
+        if not self.enabled:
+            return None
+        path = self.png_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(tensors, path)
+        return path
+
     def flush(self) -> None:
-        if self.enabled and self.writer is not None:
+        if not self.enabled:
+            return
+        if self.writer is not None:
             self.writer.flush()
+        for logger in self.loggers:
+            logger.save()
+
+
+def signed_with_legend(values: torch.Tensor, size: int = 256, bar_width: int = 14) -> torch.Tensor:
+    """A signed map ([H, W] or [1, H, W]) in a diverging colour scale (blue negative, white zero, red
+    positive; symmetric) beside a colour bar labelled with its +-range: a [3, H', W'] image."""
+    from interp.optvis.templates import colorbar, diverging_colormap
+
+    m = values.detach().float().cpu().reshape(values.shape[-2], values.shape[-1])
+    vmax = float(m.abs().max()) or 1.0
+    img = upscale(diverging_colormap(m, vmax=vmax), size)
+    h = int(img.shape[-2])
+    bar = colorbar(vmax, height=h, width=bar_width)
+    font = _font(12)
+    label_w = 52
+    canvas = Image.new("RGB", (int(img.shape[-1]) + 8 + bar_width + label_w, h), "white")
+    canvas.paste(tensor_to_pil(img), (0, 0))
+    x = int(img.shape[-1]) + 8
+    canvas.paste(tensor_to_pil(bar), (x, 0))
+    draw = ImageDraw.Draw(canvas)
+    for text, y, anchor in ((f"+{vmax:.2g}", 0, "lt"), ("0", h // 2, "lm"), (f"-{vmax:.2g}", h, "lb")):
+        draw.text((x + bar_width + 4, y), text, fill="black", font=font, anchor=anchor)
+    return pil_to_tensor(canvas)
+
+
+def draw_boxes(
+    images: torch.Tensor, boxes: Sequence[Sequence[int]], color: Sequence[float] = (1.0, 0.55, 0.0), width: int = 1
+) -> torch.Tensor:
+    """RGB copies of ``images`` ([N, C, H, W]) with box ``k`` (top, left, bottom, right; bottom and
+    right exclusive) outlined on image ``k``."""
+    out = to_rgb(images).clone()
+    c = torch.tensor(color, dtype=out.dtype).view(3, 1)
+    for k, (top, left, bottom, right) in enumerate(boxes):
+        h, w = out.shape[-2:]
+        top, left, bottom, right = max(top, 0), max(left, 0), min(bottom, h), min(right, w)
+        if bottom <= top or right <= left:
+            continue
+        for t in range(width):
+            out[k, :, min(top + t, h - 1), left:right] = c
+            out[k, :, max(bottom - 1 - t, 0), left:right] = c
+            out[k, :, top:bottom, min(left + t, w - 1)] = c
+            out[k, :, top:bottom, max(right - 1 - t, 0)] = c
+    return out

@@ -1,153 +1,134 @@
-"""``python -m interp visualize``: the interpretation callbacks on demand, without training.
+"""``python -m interp visualize``: the interpretation steps on demand, without training.
 
-It loads a checkpoint of this project (``ckpt=...``) or the VGGFace2 ResNet-50 (``model=vggface2``),
-builds the same callbacks that training uses and runs them once; images go to TensorBoard and
-PNGs in a new run folder through the same report code.
+It loads a checkpoint of this project (``ckpt=...``, rebuilt only from the project's own
+classes) or the VGGFace2 ResNet-50 (``preset=vggface2``), builds the callbacks named in the
+``callbacks`` config group (the same files training uses) and applies each one to the model:
+the steps run without a Trainer, writing to TensorBoard and PNGs in a new run folder.
 """
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from interp.config import build_callbacks
 from interp.errors import InterpError
-from interp.runs import find_checkpoint
+from interp.report import Reporter
+from interp.runs import build_from_run_config, find_checkpoint, load_checkpoint_file, load_run_config
+from interp.steps.common import check_layer
 
-log = logging.getLogger("interp")
-
-
-def _import(path: str):
-    import importlib
-
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+RANDOM_NOTE = "RANDOM WEIGHTS"
 
 
-def load_checkpoint_subject(spec: str, runs_dir: str, exclude: Path):
-    """(model, datamodule or None, description) for a checkpoint of a run of this project. The
-    run's ``config.yaml`` (two folders up) names the model class and the data."""
-    from hydra.utils import instantiate
+@dataclass
+class Subject:
+    """What is interpreted: the model, its data (a datamodule or None) and a description."""
 
+    model: torch.nn.Module
+    data: Any
+    description: str
+    random_weights: bool = False
+    checkpoint: Path | None = None
+
+
+def load_checkpoint_subject(spec: str, runs_dir: str, exclude: Path | None = None) -> Subject:
+    """The model and data of a checkpoint of this project. The run's ``config.yaml`` (two folders
+    up) names the model class and the data; only the project's own classes are accepted."""
     path = Path(find_checkpoint(spec, runs_dir, exclude=exclude))
-    config_file = path.parent.parent / "config.yaml"
-    if not config_file.is_file():
-        raise InterpError(f"{config_file} not found: visualize needs the config.yaml that `interp train` writes "
-                          "next to the checkpoints folder")
-    run_cfg = OmegaConf.load(config_file)
-    cls = _import(run_cfg.model._target_)
-    model = cls.load_from_checkpoint(path, map_location="cpu")
-    datamodule = instantiate(run_cfg.data) if "data" in run_cfg else None
-    return model, datamodule, f"checkpoint {path}"
+    load_checkpoint_file(path)  # a corrupt or foreign file fails here, with one line
+    model_class, datamodule = build_from_run_config(load_run_config(path.parent.parent / "config.yaml"))
+    model = model_class.load_from_checkpoint(path, map_location="cpu", weights_only=True)  # type: ignore[attr-defined]
+    return Subject(model, datamodule, f"checkpoint {path}", checkpoint=path)
 
 
-def _units(cfg) -> object:
-    if cfg.unit is not None:
-        return list(cfg.unit) if OmegaConf.is_list(cfg.unit) else [int(cfg.unit)]
-    units = cfg.units
-    return list(units) if OmegaConf.is_list(units) else units
-
-
-def build_callbacks(cfg: DictConfig, names: list[str], layer: str, dataset, random_note: str | None) -> list:
-    """The callbacks named in ``names``, built from the same ``configs/callbacks/<name>.yaml`` that
-    training uses, with this run's layer, units, steps and data."""
+def load_subject(cfg: DictConfig, run_dir: Path) -> Subject:
     from hydra.utils import instantiate
 
-    from interp.cli import config_dir
-
-    folder = Path(config_dir()) / "callbacks"
-    known = sorted(p.stem for p in folder.glob("*.yaml"))
-    # A plain (non-struct) copy of the run's config, with `unit=` taking the place of `units`.
-    base = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    base.units = _units(cfg)
-    made = []
-    for name in names:
-        if name not in known:
-            raise InterpError(f"unknown interpretation {name!r}: use one of {', '.join(known)}")
-        node = OmegaConf.load(folder / f"{name}.yaml")
-        override = {"layer": layer, "on_error": "raise", "dataset": None}
-        for key, value in (("steps", cfg.steps), ("octaves", cfg.octaves), ("steps_per_octave", cfg.steps_per_octave),
-                           ("seed", cfg.seed)):
-            if key in node:
-                override[key] = value
-        if name == "dream":
-            override["note"] = random_note
-        if not layer.startswith("dense"):
-            # The smoothing penalties of the configs are tuned for 28x28 digits.
-            override.update({k: 0.0 for k in ("tv_weight", "l1_weight") if k in node})
-        # Interpolations such as ${units} and ${image} resolve against this run's config.
-        merged = OmegaConf.merge(base, {"_callback": OmegaConf.merge(node, override)})
-        made.append(instantiate(merged._callback, dataset=dataset))
-    return made
-
-
-def run_visualize(cfg: DictConfig, run_dir: Path) -> list[Path]:
-    from hydra.utils import instantiate
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    L.seed_everything(cfg.seed, verbose=False)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    datamodule, random_note = None, None
     if cfg.ckpt:
-        model, datamodule, subject = load_checkpoint_subject(str(cfg.ckpt), cfg.runs_dir, exclude=run_dir)
-    elif cfg.get("model"):
-        if cfg.model.get("weights") in (None, "???") or OmegaConf.is_missing(cfg.model, "weights"):
+        return load_checkpoint_subject(str(cfg.ckpt), cfg.runs_dir, exclude=run_dir)
+    if cfg.get("model"):
+        if OmegaConf.is_missing(cfg.model, "weights") or cfg.model.get("weights") is None:
             from interp.models.vggface2_weights import ACCEPTED_WEIGHTS_HELP
 
             raise InterpError(f"model.weights=PATH is required. {ACCEPTED_WEIGHTS_HELP}")
         model = instantiate(cfg.model)
-        subject = f"{type(model).__name__} ({cfg.model.weights})"
-        if getattr(model, "random_weights", False):
-            random_note = "RANDOM WEIGHTS"
-            print("interp visualize: model.weights=random: these images come from RANDOM weights, not a trained model")
-    else:
-        raise InterpError("nothing to visualize: give ckpt=<checkpoint or latest> or model=vggface2 model.weights=<file>")
+        random = bool(getattr(model, "random_weights", False))
+        return Subject(model, None, f"{type(model).__name__} ({cfg.model.weights})", random)
+    raise InterpError(
+        "nothing to visualize: give ckpt=<checkpoint or latest> or preset=vggface2 model.weights=<file or random>"
+    )
 
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InterpError(f"device={name}: CUDA is not available on this machine; use device=cpu or device=auto")
+    if name not in ("cpu",) and not name.startswith(("cuda", "mps")):
+        raise InterpError(f"device={name}: use auto, cpu or cuda")
+    return name
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Numbers that cannot work, refused before anything loads."""
+    for key in ("steps", "size", "octaves", "steps_per_octave"):
+        value = cfg.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise InterpError(f"{key}={value}: must be a whole number >= 1")
+
+
+def run_visualize(cfg: DictConfig, run_dir: Path) -> list[Path]:
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from interp.data.images import ImageFolderDataset, face_transform
+
+    check_settings(cfg)
+    device = _device(str(cfg.device))
+    L.seed_everything(cfg.seed, verbose=False)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    subject = load_subject(cfg, run_dir)
+    model = subject.model
     layer = cfg.layer or getattr(model, "default_layer", None)
     if not layer:
         raise InterpError("give layer=<name> (see interp.optvis.layer_names(model))")
-    from interp.optvis import get_layer
-
-    try:
-        get_layer(model, layer)
-    except ValueError as exc:
-        raise InterpError(str(exc)) from None
-
-    dataset = None
-    if datamodule is not None:
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-        dataset = datamodule.interp_dataset("train") if hasattr(datamodule, "interp_dataset") else None
-    if cfg.data_dir:
-        from interp.data.images import ImageFolderDataset, face_transform
-
-        dataset = ImageFolderDataset(cfg.data_dir, transform=face_transform())
-    names = cfg.interpretations
-    if names is None:
-        names = ["panel", "attribution"] if cfg.ckpt else (["dream", "featvis"] + (["topk"] if cfg.data_dir else []))
-    names = [names] if isinstance(names, str) else list(names)
-    needs_data = {"topk", "panel", "attribution", "inversion", "projector"} & set(names)
-    if needs_data and dataset is None:
-        raise InterpError(f"{', '.join(sorted(needs_data))} need data: give data=<folder of images>")
-
-    device = cfg.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = model.to(device).eval()
-    callbacks = build_callbacks(cfg, names, layer, dataset, random_note)
-    logger = TensorBoardLogger(str(run_dir), name="", version="", default_hp_metric=False)
-    trainer = L.Trainer(logger=logger, accelerator="cpu" if device == "cpu" else "auto", devices=1, max_epochs=0,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(run_dir))
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    print(f"interp visualize: {subject}, layer {layer}: {', '.join(names)}")
-    written: list[Path] = []
+    check_layer(model, layer)
+    with open_dict(cfg):
+        cfg.layer = layer
+    callbacks = build_callbacks(cfg.get("callbacks"))
+    if not callbacks:
+        raise InterpError("no interpretation chosen: give callbacks=[panel,topk,featvis,...]")
     for cb in callbacks:
-        cb.run(trainer, model)
-    for path in sorted((run_dir / "interp").rglob("*.png")):
-        written.append(path)
+        if hasattr(cb, "note") and subject.random_weights:
+            cb.note = RANDOM_NOTE
+
+    data = subject.data
+    if cfg.data_dir:
+        data = ImageFolderDataset(cfg.data_dir, transform=face_transform())
+    elif data is not None:
+        data.prepare_data()
+        data.setup("fit")
+    needing = [type(cb).__name__ for cb in callbacks if cb.needs_data]
+    if needing and data is None:
+        raise InterpError(f"{', '.join(needing)} need data: give data_dir=<folder of images>")
+    if subject.random_weights:
+        print("interp visualize: model.weights=random: these images come from RANDOM weights, not a trained model")
+
+    model = model.to(device).eval()
+    for cb in callbacks:
+        cb.check(model, data)
+    logger = TensorBoardLogger(str(run_dir), name="", version="", default_hp_metric=False)
+    reporter = Reporter(run_dir, writer=logger.experiment, loggers=[logger])
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    names = ", ".join(type(cb).__name__ for cb in callbacks)
+    print(f"interp visualize: {subject.description}, layer {layer}: {names}")
+    for cb in callbacks:
+        cb.apply(model, data, reporter, others=callbacks, progress=True)
+    written = sorted((run_dir / "interp").rglob("*.png"))
     logger.experiment.flush()
     print(f"\nimages:       {run_dir / 'interp'} ({len(written)} PNG files)")
     for path in written[:6]:

@@ -1,126 +1,70 @@
-"""What every interpretation callback shares: when to run, which units, where results go.
+"""What every interpretation callback shares: when to run, which data, what to do on failure.
 
-A callback gathers inputs from the trainer (model, datamodule, logger), calls ``interp.optvis``
-and hands the pictures to :class:`interp.report.Reporter`. It holds no algorithm.
+A callback is a thin adapter: it gathers the model, the data and a reporter from the trainer and
+calls one step of :mod:`interp.steps`, as Lightning's ``ModelSummary`` calls ``summarize()``.
+``apply`` runs the same step without a trainer (``python -m interp visualize`` does that).
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import traceback
-import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from torch.utils.data import DataLoader, Dataset, Subset
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import Dataset
+from typing_extensions import override
 
 from interp.report import Reporter
+from interp.steps.common import Units, check_layer, example_input, model_example, resolve_units
 
-log = logging.getLogger("interp")
+log = logging.getLogger(__name__)
 
-Units = str | int | Sequence[int] | range | None
-
-# Results of earlier callbacks in the same run (top-k, renderings), so that later ones (the unit
-# panel, the ratio to the dataset maximum) reuse them instead of computing them again.
-_RESULTS: "weakref.WeakKeyDictionary[L.Trainer, dict]" = weakref.WeakKeyDictionary()
+ON_ERROR = ("raise", "warn")
+C = TypeVar("C", bound="InterpretationCallback")
 
 
-def shared_results(trainer: L.Trainer) -> dict:
-    """A dict that lives as long as ``trainer``: ``{(kind, layer): result}``."""
-    return _RESULTS.setdefault(trainer, {})
-
-
-def parse_units(units: Units, layer_size: int | None = None) -> list[int]:
-    """``"all"``, ``"0-63"`` (inclusive), ``"0:64"``, ``"3,7,32"``, an int, a range or a list."""
-    if units is None or units == "all":
-        if layer_size is None:
-            raise ValueError("units='all' needs the layer size")
-        return list(range(layer_size))
-    if isinstance(units, int):
-        return [units]
-    if isinstance(units, str):
-        text = units.replace(" ", "")
-        if m := re.fullmatch(r"(\d+)-(\d+)", text):
-            return list(range(int(m[1]), int(m[2]) + 1))
-        if m := re.fullmatch(r"(\d+):(\d+)", text):
-            return list(range(int(m[1]), int(m[2])))
-        if re.fullmatch(r"\d+(,\d+)*", text):
-            return [int(u) for u in text.split(",")]
-        raise ValueError(f"cannot read units {units!r}: use 'all', '0-63', '0:64', '3,7,32' or a list")
-    out = [int(u) for u in units]
-    if layer_size is not None and out and (min(out) < 0 or max(out) >= layer_size):
-        raise ValueError(f"units {out} out of range: the layer has {layer_size} units")
-    return out
-
-
-def unit_tag(kind: str, layer: str, unit: int) -> str:
-    return f"interp/{kind}/{layer}/unit_{unit:03d}"
-
-
-def infer_layer_size(model: torch.nn.Module, layer: str, example: torch.Tensor) -> int:
-    from interp.optvis import layer_size
-
-    return layer_size(model, layer, example[:1].to(_device(model)))[0]
-
-
-def _device(model: torch.nn.Module) -> torch.device:
-    from interp.optvis import model_device
-
-    return model_device(model)
-
-
-def dataset_of(trainer: L.Trainer, split: str = "train") -> Dataset:
-    """The map-style data set to interpret: the datamodule's ``interp_dataset(split)`` when it has
-    one, else the dataset of its ``train``/``test``/``val`` dataloader."""
-    dm = trainer.datamodule
-    if dm is not None and hasattr(dm, "interp_dataset"):
-        return dm.interp_dataset(split)
-    loader = None
-    if dm is not None:
-        getter = {"train": "train_dataloader", "test": "test_dataloader", "val": "val_dataloader"}[split]
-        loader = getattr(dm, getter)()
-    elif split == "train":
-        loader = trainer.train_dataloader
-    if loader is None:
-        raise RuntimeError(f"no {split} data to interpret: give the callback a dataset or use a datamodule")
+def dataset_of(data: Any, split: str = "train") -> Dataset | None:
+    """The map-style data set to interpret from ``data``: a Dataset as it is, or a datamodule's
+    ``interp_dataset(split)``, or the dataset of its ``<split>_dataloader()``."""
+    if data is None or isinstance(data, Dataset):
+        return data
+    if hasattr(data, "interp_dataset"):
+        return data.interp_dataset(split)
+    getter = {"train": "train_dataloader", "test": "test_dataloader", "val": "val_dataloader"}.get(split)
+    if getter is None or not hasattr(data, getter):
+        return None
+    loader = getattr(data, getter)()
     if isinstance(loader, (list, tuple)):
         loader = loader[0]
-    dataset = getattr(loader, "dataset", None)
-    if dataset is None:
-        raise RuntimeError(f"the {split} dataloader has no map-style dataset to take examples from")
-    return dataset
+    return getattr(loader, "dataset", None)
 
 
-def sequential_loader(dataset: Dataset, batch_size: int, start: int = 0, stop: int | None = None) -> DataLoader:
-    """Batches of ``dataset[start:stop]`` in order (sliced at once for TensorImageDataset)."""
-    from interp.data.mnist import TensorImageDataset, collate_batch
-
-    stop = len(dataset) if stop is None else stop
-    base = dataset.dataset if isinstance(dataset, Subset) else dataset
-    part = Subset(dataset, range(start, stop)) if (start, stop) != (0, len(dataset)) else dataset
-    if isinstance(base, TensorImageDataset):
-        return DataLoader(part, batch_size=batch_size, shuffle=False, collate_fn=collate_batch)
-    return DataLoader(part, batch_size=batch_size, shuffle=False)
+def trainer_data(trainer: L.Trainer, split: str) -> Dataset | None:
+    """The trainer's data for ``split``: its datamodule's, else its own train dataloader's."""
+    if trainer.datamodule is not None:
+        return dataset_of(trainer.datamodule, split)
+    if split == "train" and trainer.train_dataloader is not None:
+        return dataset_of_loader(trainer.train_dataloader)
+    return None
 
 
-def image_regularizer(tv_weight: float = 0.0, l1_weight: float = 0.0):
-    """``-tv_weight * TV - l1_weight * L1`` (or None when both are 0): smoother, darker images."""
-    from interp.optvis import objectives as obj
-
-    terms = []
-    if tv_weight:
-        terms.append(-float(tv_weight) * obj.total_variation())
-    if l1_weight:
-        terms.append(-float(l1_weight) * obj.l1())
-    return sum(terms) if terms else None
+def dataset_of_loader(loader: Any) -> Dataset | None:
+    if isinstance(loader, (list, tuple)):
+        loader = loader[0]
+    return getattr(loader, "dataset", None)
 
 
-def example_input(dataset: Dataset, n: int = 1) -> torch.Tensor:
-    items = [dataset[i] for i in range(min(n, len(dataset)))]
-    return torch.stack([torch.as_tensor(i[0] if isinstance(i, (tuple, list)) else i, dtype=torch.float32) for i in items])
+def find_callback(callbacks: Iterable[Any], cls: type[C], match: Callable[[C], bool]) -> C | None:
+    """The last callback of type ``cls`` among ``callbacks`` that has a result and satisfies ``match``."""
+    found = None
+    for cb in callbacks:
+        if isinstance(cb, cls) and cb.result is not None and match(cb):
+            found = cb
+    return found
 
 
 class InterpretationCallback(Callback):
@@ -128,69 +72,146 @@ class InterpretationCallback(Callback):
 
     Args:
         layer: layer name as in ``model.named_modules()``.
-        units: ``"all"``, ``"0-63"``, a list, a range.
+        split: which data set of the datamodule to read (``train`` or ``test``).
+        dataset: a map-style dataset to read instead of the datamodule's.
         every_n_epochs: also run at the end of every n-th training epoch (0: only at the end).
-        on_train_end: run when training ends (default true).
-        on_error: ``"warn"`` logs the failure and training's results stay as they are;
-            ``"raise"`` re-raises. Checkpoints are written before this callback runs either way.
-        dataset: a map-style dataset to take examples from instead of the datamodule's.
+        run_on_train_end: run when training ends.
+        on_error: ``"warn"`` logs a failure and training's results stay as they are; ``"raise"``
+            re-raises. Checkpoints are written before this callback runs either way. Wrong
+            layers, units or input shapes are refused when fitting starts, whatever this says.
+        progress: show progress bars (only when the trainer shows its own).
+
+    After a run, ``result`` holds what the step returned.
     """
 
-    kind = "interp"
+    needs_data: bool = True
+    units: Units = None
 
-    def __init__(self, layer: str, units: Units = None, every_n_epochs: int = 0, on_train_end: bool = True,
-                 on_error: str = "warn", dataset: Dataset | None = None):
+    def __init__(
+        self,
+        layer: str,
+        *,
+        split: str = "train",
+        dataset: Dataset | None = None,
+        every_n_epochs: int = 0,
+        run_on_train_end: bool = True,
+        on_error: str = "warn",
+        progress: bool = True,
+    ):
         super().__init__()
-        if on_error not in ("warn", "raise"):
-            raise ValueError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        if split not in ("train", "test", "val"):
+            raise ValueError(f"split must be 'train', 'test' or 'val', got {split!r}")
         self.layer = layer
-        self.units = units
-        self.every_n_epochs = int(every_n_epochs or 0)
-        self.run_on_train_end = on_train_end
-        self.on_error = on_error
+        self.split = split
         self.dataset = dataset
+        self.every_n_epochs = int(every_n_epochs or 0)
+        self.run_on_train_end = run_on_train_end
+        self.on_error = on_error
+        self.progress = progress
+        self.result: Any = None
 
     # Lightning hooks ---------------------------------------------------------------------------
-    def on_train_epoch_end(self, trainer, pl_module):
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._run(trainer, pl_module, step=trainer.current_epoch + 1)
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            needs_example = model_example(pl_module) is None and self.dataset is None
+            self.check(pl_module, trainer_data(trainer, self.split) if needs_example else None)
 
-    def on_train_end(self, trainer, pl_module):
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.run(trainer, pl_module)
+
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.run_on_train_end:
-            self._run(trainer, pl_module, step=trainer.current_epoch)
+            self.run(trainer, pl_module)
 
     # Running -----------------------------------------------------------------------------------
-    def run(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int = 0) -> None:
-        """Run now (on demand), outside of the Lightning hooks."""
-        self._run(trainer, pl_module, step)
-
-    def _run(self, trainer, pl_module, step: int) -> None:
-        reporter = Reporter.for_trainer(trainer)
-        was_training = pl_module.training
+    def run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Any:
+        """Run now with the trainer's data and loggers, at the trainer's global step; a failure
+        follows ``on_error``."""
         try:
-            # Lightning may call us inside inference mode; the algorithms need gradients.
-            with torch.inference_mode(False), torch.enable_grad():
-                pl_module.eval()
-                self.interpret(trainer, pl_module, reporter, step)
-            reporter.flush()
+            data = (
+                self.dataset
+                if self.dataset is not None
+                else (trainer_data(trainer, self.split) if self.needs_data else None)
+            )
+            return self.apply(
+                pl_module,
+                data,
+                Reporter.for_trainer(trainer),
+                step=trainer.global_step,
+                others=trainer.callbacks,
+                progress=self.progress and trainer.is_global_zero and trainer.progress_bar_callback is not None,
+            )
         except Exception as exc:
             if self.on_error == "raise":
                 raise
-            log.error("interp: %s on %s failed: %s\n%s", type(self).__name__, self.layer, exc, traceback.format_exc())
-        finally:
-            pl_module.train(was_training)
+            rank_zero_warn(f"{type(self).__name__} on {self.layer} failed: {type(exc).__name__}: {exc}")
+            log.debug("traceback of the failure", exc_info=True)
+            return None
 
-    def interpret(self, trainer, pl_module, reporter: Reporter, step: int) -> None:  # pragma: no cover
+    def apply(
+        self,
+        model: torch.nn.Module,
+        data: Any = None,
+        reporter: Reporter | None = None,
+        *,
+        step: int = 0,
+        others: Sequence[Any] = (),
+        progress: bool | None = None,
+    ) -> Any:
+        """Run the step on ``model`` without a trainer. ``data``: a Dataset or a datamodule (its
+        ``split`` set is read); ``reporter``: where pictures go (None: nowhere, only ``result``);
+        ``others``: callbacks whose results this one may reuse. The model runs in eval mode with
+        gradients on; its mode is restored after."""
+        dataset = self.dataset if self.dataset is not None else dataset_of(data, self.split)
+        if self.needs_data and dataset is None:
+            raise ValueError(f"{type(self).__name__} needs data: give it a dataset or a datamodule")
+        reporter = reporter if reporter is not None else Reporter(".", enabled=False)  # compute, write nothing
+        was_training = model.training
+        try:
+            # Lightning may call us inside inference mode; the algorithms need gradients.
+            with torch.inference_mode(False), torch.enable_grad():
+                model.eval()
+                self.result = self.interpret(
+                    model, dataset, reporter, step, list(others), self.progress if progress is None else progress
+                )
+            reporter.flush()
+        finally:
+            model.train(was_training)
+        return self.result
+
+    def interpret(
+        self,
+        model: torch.nn.Module,
+        dataset: Dataset | None,
+        reporter: Reporter,
+        step: int,
+        others: list[Any],
+        progress: bool,
+    ) -> Any:  # pragma: no cover - every subclass overrides
         raise NotImplementedError
 
-    def data(self, trainer, split: str = "train") -> Dataset:
-        """The dataset given to the callback, else the trainer's datamodule's ``split`` set."""
-        return self.dataset if self.dataset is not None else dataset_of(trainer, split)
+    # Checks before fitting -----------------------------------------------------------------------
+    def example(self, model: torch.nn.Module, dataset: Dataset | None) -> torch.Tensor | None:
+        """One input of the model: its ``example_input_array``, else the first item of ``dataset``."""
+        example = model_example(model)
+        if example is None and dataset is not None and len(dataset) > 0:  # type: ignore[arg-type]
+            example = example_input(dataset)
+        return example
 
-    def resolve_units(self, pl_module, dataset: Dataset | None = None) -> list[int]:
-        size = None
-        if dataset is not None:
-            size = infer_layer_size(pl_module, self.layer, example_input(dataset))
-        elif getattr(pl_module, "example_input_array", None) is not None:
-            size = infer_layer_size(pl_module, self.layer, pl_module.example_input_array)
-        return parse_units(self.units, size)
+    def check(self, model: torch.nn.Module, data: Any = None) -> None:
+        """Check the layer, units and input shape against ``model`` before any work (``data``: a
+        Dataset or datamodule to take an example input from when the model has none)."""
+        dataset = self.dataset if self.dataset is not None else dataset_of(data, self.split)
+        self.validate(model, self.example(model, dataset))
+
+    def validate(self, model: torch.nn.Module, example: torch.Tensor | None) -> None:
+        """Refuse an unknown layer or out-of-range units (``InterpError``) before any work."""
+        check_layer(model, self.layer)
+        if example is not None and self.units is not None:
+            resolve_units(model, self.layer, self.units, example)

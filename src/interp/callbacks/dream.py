@@ -1,62 +1,88 @@
-"""``DeepDream``: dream given images at a layer when training ends."""
+"""``DeepDream``: dream given images at a layer."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
-import torch
+from torch import nn
+from torch.utils.data import Dataset
 
 from interp.callbacks.base import InterpretationCallback
-from interp.optvis import dream
-from interp.report import titled_row
-
-
-def _load(images, size) -> list[torch.Tensor]:
-    from interp.data.images import load_image
-
-    if images is None:
-        from interp.data.images import default_face_image_path
-
-        images = [default_face_image_path()]
-    if isinstance(images, torch.Tensor):
-        return list(images) if images.dim() == 4 else [images]
-    if isinstance(images, (str, Path)):
-        images = [images]
-    return [load_image(p, size=size) if isinstance(p, (str, Path)) else p for p in images]
+from interp.optvis import Dream
+from interp.report import Reporter
+from interp.steps.dream import Images, deep_dream
 
 
 class DeepDream(InterpretationCallback):
-    """Dream each image at ``layer`` and log ``interp/dream/<layer>`` (original | dream), plus
-    ``interp/dream/<layer>/image_N`` for each dreamed image at full size.
+    """Dream each image at ``layer`` (:func:`interp.steps.deep_dream`) and log
+    ``interp/dream/<layer>`` (original | dream) and ``interp/dream/<layer>/image_N``. ``result``
+    is the list of :class:`~interp.optvis.Dream` results.
 
     Args:
         images: image paths, a tensor [N, C, H, W] / [C, H, W] in [0, 1], or None for the
             shipped face photo.
         size: resize the shorter side of loaded images to this (None: as is).
-        octaves, octave_scale, steps_per_octave, step_size, jitter, tile_size: see
+        octaves, octave_scale, steps_per_octave, step_size, roll, tile_size, seed: see
             :func:`interp.optvis.dream`.
+        note: added to the picture's title (``visualize`` writes RANDOM WEIGHTS there).
     """
 
-    kind = "dream"
+    needs_data = False
+    result: list[Dream] | None
 
-    def __init__(self, layer: str, images=None, size: int | None = 224, octaves: int = 4, octave_scale: float = 1.4,
-                 steps_per_octave: int = 10, step_size: float = 1.5, jitter: int = 32, tile_size: int = 512,
-                 seed: int = 0, progress: bool = True, note: str | None = None, **kwargs):
-        super().__init__(layer, None, **kwargs)
-        self.images, self.size = images, size
-        self.options = dict(octaves=octaves, octave_scale=octave_scale, steps_per_octave=steps_per_octave,
-                            step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed)
-        self.progress, self.note = progress, note
-        self.results: list = []
+    def __init__(
+        self,
+        layer: str,
+        images: Images = None,
+        size: int | None = 224,
+        octaves: int = 4,
+        octave_scale: float = 1.4,
+        steps_per_octave: int = 10,
+        step_size: float = 1.5,
+        roll: int = 32,
+        tile_size: int = 512,
+        seed: int = 0,
+        note: str | None = None,
+        *,
+        every_n_epochs: int = 0,
+        run_on_train_end: bool = True,
+        on_error: str = "warn",
+        progress: bool = True,
+    ):
+        super().__init__(
+            layer,
+            every_n_epochs=every_n_epochs,
+            run_on_train_end=run_on_train_end,
+            on_error=on_error,
+            progress=progress,
+        )
+        self.images, self.size, self.note = images, size, note
+        self.octaves, self.octave_scale, self.steps_per_octave = octaves, octave_scale, steps_per_octave
+        self.step_size, self.roll, self.tile_size, self.seed = step_size, roll, tile_size, seed
 
-    def interpret(self, trainer, pl_module, reporter, step):
-        self.results = []
-        pairs = []
-        for i, img in enumerate(_load(self.images, self.size)):
-            result = dream(pl_module, img, self.layer, progress=self.progress and trainer.is_global_zero, **self.options)
-            self.results.append(result)
-            reporter.image(f"interp/dream/{self.layer}/image_{i}", result.image[0], step)
-            pairs += [img, result.image[0]]
-        captions = [c for i in range(len(pairs) // 2) for c in (f"original {i}", f"dream at {self.layer}")]
-        title = f"DeepDream at {self.layer}" + (f" ({self.note})" if self.note else "")
-        reporter.image(f"interp/dream/{self.layer}", titled_row(pairs, captions, title=title), step)
+    def interpret(
+        self,
+        model: nn.Module,
+        dataset: Dataset | None,
+        reporter: Reporter,
+        step: int,
+        others: list[Any],
+        progress: bool,
+    ) -> list[Dream]:
+        return deep_dream(
+            model,
+            reporter,
+            layer=self.layer,
+            images=self.images,
+            size=self.size,
+            octaves=self.octaves,
+            octave_scale=self.octave_scale,
+            steps_per_octave=self.steps_per_octave,
+            step_size=self.step_size,
+            roll=self.roll,
+            tile_size=self.tile_size,
+            seed=self.seed,
+            note=self.note,
+            step=step,
+            progress=progress,
+        )

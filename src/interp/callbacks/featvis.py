@@ -2,55 +2,165 @@
 
 from __future__ import annotations
 
-from interp.callbacks.base import InterpretationCallback, image_regularizer, shared_results, unit_tag
-from interp.optvis import render_units
-from interp.report import grid, upscale
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from interp.callbacks.base import InterpretationCallback, find_callback
+from interp.callbacks.topk import TopKExamples
+from interp.errors import InterpError
+from interp.report import Reporter
+from interp.steps.common import Units, example_input
+from interp.steps.featvis import VIEWS, Views, feature_visualization
+
+
+def view_inputs(views: Sequence[str], dataset: Dataset | None, seed: int) -> tuple[nn.Module | None, Any]:
+    """What the views need from the data: the prior's decoder (trained once per data set and
+    cached by :func:`interp.models.train_prior`) and the data's Fourier magnitude for MaCo."""
+    prior, magnitude = None, None
+    if "prior" in views:
+        from interp.models.prior import train_prior
+
+        if dataset is None:
+            raise InterpError("the prior view needs data to learn the prior from")
+        prior = train_prior(dataset, seed=seed).decoder
+    if "maco" in views:
+        from interp.optvis.maco import magnitude_from_data
+
+        if dataset is None:
+            raise InterpError("the maco view needs data to measure the Fourier magnitude")
+        images = example_input(dataset, 2048)
+        magnitude = magnitude_from_data(images, tuple(images.shape[-2:]))
+    return prior, magnitude
 
 
 class FeatureVisualization(InterpretationCallback):
-    """Optimize one input per unit (all units in one batched run) and log each.
-
-    Tags: ``interp/featvis/<layer>/unit_XXX`` (image), ``.../activation`` (the achieved
-    activation) and, when ``TopKExamples`` ran before on the same layer,
-    ``.../ratio_to_dataset_max`` (achieved / the unit's best data set activation); and
-    ``interp/featvis/<layer>/all`` (one grid of every unit).
+    """Optimize one input per unit and view (all units of a view in one batched run) and log each
+    (:func:`interp.steps.feature_visualization`). When a :class:`TopKExamples` on the same layer
+    ran before it, the achieved activation is also logged as a ratio to the unit's dataset
+    maximum. ``result`` is a :class:`~interp.steps.featvis.Views`.
 
     Args:
+        layer: layer name.
+        units: unit numbers (a list or range); None: every unit.
+        views: ``plain`` (what maximizes the unit), ``prior`` (in the latent space of a generator
+            trained on the ``split`` data, once per data set, cached), ``maco`` (Fourier phase
+            only, magnitude of the data). ``prior`` and ``maco`` read the data.
+        prior_max_norm: trust-region radius of the prior's latent code (None: 3 sigma).
+        max_batch: the most units optimized in one batch (None: all at once); smaller chunks bound
+            the memory and give the same images. Under DDP each rank renders its share of the units.
         steps, lr, seed, transforms: passed to :func:`interp.optvis.render_units`.
-        objective: ``channel`` or ``unit`` (conv layers: centre position).
+        kind: ``channel`` or ``unit`` (conv layers: the centre position).
         shape: (C, H, W) of the input; default the model's ``example_input_array``.
         tv_weight, l1_weight: image regularizers (total variation, L1 towards black) subtracted
             from each unit's objective; 0 gives the plain activation maximum.
+        every_n_epochs, run_on_train_end, on_error, progress: see :class:`InterpretationCallback`.
     """
 
-    kind = "featvis"
+    result: Views | None
 
-    def __init__(self, layer: str, units="0-63", steps: int = 256, lr: float = 0.05, seed: int = 0,
-                 transforms="default", objective: str = "channel", shape=None, tv_weight: float = 0.0,
-                 l1_weight: float = 0.0, progress: bool = True, **kwargs):
-        super().__init__(layer, units, **kwargs)
-        self.steps, self.lr, self.seed, self.transforms = steps, lr, seed, transforms
-        self.objective, self.shape, self.progress = objective, shape, progress
+    def __init__(
+        self,
+        layer: str,
+        units: Units = None,
+        steps: int = 256,
+        lr: float = 0.05,
+        seed: int = 0,
+        transforms: Callable | str | None = "default",
+        kind: str = "channel",
+        shape: Sequence[int] | None = None,
+        tv_weight: float = 0.0,
+        l1_weight: float = 0.0,
+        views: Sequence[str] = ("plain",),
+        prior_max_norm: float | None = None,
+        max_batch: int | None = None,
+        *,
+        split: str = "train",
+        dataset: Dataset | None = None,
+        every_n_epochs: int = 0,
+        run_on_train_end: bool = True,
+        on_error: str = "warn",
+        progress: bool = True,
+    ):
+        super().__init__(
+            layer,
+            split=split,
+            dataset=dataset,
+            every_n_epochs=every_n_epochs,
+            run_on_train_end=run_on_train_end,
+            on_error=on_error,
+            progress=progress,
+        )
+        unknown = [v for v in views if v not in VIEWS]
+        if unknown or not views:
+            raise InterpError(f"unknown view {unknown[0] if unknown else None!r}: use {', '.join(VIEWS)}")
+        self.views, self.prior_max_norm = tuple(views), prior_max_norm
+        if max_batch is not None and max_batch < 1:
+            raise InterpError(f"max_batch must be >= 1, got {max_batch}")
+        self.max_batch = max_batch
+        self.needs_data = any(v != "plain" for v in self.views)
+        self.units, self.steps, self.lr, self.seed, self.transforms = units, steps, lr, seed, transforms
+        self.kind, self.shape = kind, None if shape is None else tuple(shape)
         self.tv_weight, self.l1_weight = tv_weight, l1_weight
-        self.result = None
 
-    def interpret(self, trainer, pl_module, reporter, step):
-        units = self.resolve_units(pl_module)
-        result = render_units(pl_module, self.layer, units, objective=self.objective, steps=self.steps, lr=self.lr,
-                              seed=self.seed, transforms=self.transforms, shape=self.shape,
-                              regularizer=image_regularizer(self.tv_weight, self.l1_weight),
-                              progress=self.progress and trainer.is_global_zero)
-        self.result = result
-        shared_results(trainer)[("featvis", self.layer)] = result
-        topk = shared_results(trainer).get(("topk", self.layer))
-        best = {}
-        if topk is not None:
-            tk = topk[0]
-            best = {u: float(v) for u, v in zip(tk.units.tolist(), tk.values[:, 0].tolist())}
-        for row, unit in enumerate(units):
-            tag = unit_tag("featvis", self.layer, unit)
-            reporter.image(tag, upscale(result.image[row], 112), step)
-            reporter.scalar(tag + "/activation", result.activations[row], step)
-            if unit in best and best[unit] != 0:
-                reporter.scalar(tag + "/ratio_to_dataset_max", float(result.activations[row]) / best[unit], step)
-        reporter.image(f"interp/featvis/{self.layer}/all", grid(result.image, padding=2), step)
+    def settings(self) -> tuple[Any, ...]:
+        """What decides the images: two callbacks with equal settings render the same images."""
+        return (
+            self.layer,
+            self.steps,
+            self.lr,
+            self.seed,
+            self.transforms,
+            self.kind,
+            self.shape,
+            self.tv_weight,
+            self.l1_weight,
+            self.prior_max_norm,
+        )
+
+    def interpret(
+        self,
+        model: nn.Module,
+        dataset: Dataset | None,
+        reporter: Reporter,
+        step: int,
+        others: list[Any],
+        progress: bool,
+    ) -> Views:
+        topk = find_callback(others, TopKExamples, lambda cb: cb.layer == self.layer)
+        prior, magnitude = view_inputs(self.views, dataset, self.seed)
+        return feature_visualization(
+            model,
+            reporter,
+            layer=self.layer,
+            units=self.units,
+            views=self.views,
+            steps=self.steps,
+            lr=self.lr,
+            seed=self.seed,
+            transforms=self.transforms,
+            kind=self.kind,
+            shape=self.shape,
+            tv_weight=self.tv_weight,
+            l1_weight=self.l1_weight,
+            prior=prior,
+            prior_max_norm=self.prior_max_norm,
+            max_batch=self.max_batch,
+            magnitude=magnitude,
+            examples=topk.result if topk else None,
+            step=step,
+            progress=progress,
+        )
+
+    def validate(self, model: nn.Module, example: torch.Tensor | None) -> None:
+        if self.shape is not None:
+            example = torch.zeros(1, *self.shape[-3:])
+        elif getattr(model, "example_input_array", None) is None:
+            raise InterpError(
+                f"FeatureVisualization of {self.layer} needs the input shape: set the model's "
+                "example_input_array or pass shape=(C, H, W)"
+            )
+        super().validate(model, example)

@@ -1,50 +1,140 @@
-"""``UnitPanel``: the seed's figure, maximal-activation examples beside the optimized input."""
+"""``UnitPanel``: the headline picture, maximal-activation examples beside the optimized input."""
 
 from __future__ import annotations
 
-from interp.callbacks.base import InterpretationCallback, image_regularizer, shared_results, unit_tag
-from interp.callbacks.topk import mine_for_trainer
-from interp.optvis import render_units
-from interp.report import topk_grid, unit_panel
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from interp.callbacks.base import InterpretationCallback, find_callback
+from interp.callbacks.featvis import FeatureVisualization, view_inputs
+from interp.callbacks.topk import TopKExamples
+from interp.report import Reporter
+from interp.steps.common import Units
+from interp.steps.panel import unit_panels
 
 
 class UnitPanel(InterpretationCallback):
-    """For each unit one image: the grid of its maximal-activation training examples on the
-    left, the input optimized for it on the right, titled ``Maximal activation examples |
-    Visualization by optimization``. Tag ``interp/panel/<layer>/unit_XXX``.
+    """For each unit one image: the grid of its maximal-activation examples on the left, the
+    input optimized for it on the right (:func:`interp.steps.unit_panels`), tag
+    ``interp/panel/<layer>/unit_XXX``. ``result`` maps each unit to its PNG path.
 
-    Reuses the results of ``TopKExamples`` and ``FeatureVisualization`` on the same layer when
-    they ran before it in the same run; computes what is missing itself.
+    Reuses results instead of computing them again: the ``topk`` and ``featvis`` callbacks when
+    given, else a :class:`TopKExamples` of the run on the same layer and split with at least
+    ``k`` examples, and a :class:`FeatureVisualization` whose settings equal this panel's
+    (steps, lr, seed, transforms, regularizers). Whatever is missing is computed here.
+
+    Args:
+        layer: layer name.
+        units: unit numbers (a list or range); None: every unit.
+        k: examples per unit.
+        batch_size: inference batch size for mining.
+        views, steps, lr, seed, transforms, tv_weight, l1_weight, prior_max_norm: as in
+            :class:`FeatureVisualization`.
+        topk, featvis: callbacks whose results to use.
+        split, dataset, every_n_epochs, run_on_train_end, on_error, progress: see
+            :class:`InterpretationCallback`.
     """
 
-    kind = "panel"
+    result: dict[int, Path | None] | None
 
-    def __init__(self, layer: str, units="0-63", k: int = 16, split: str = "train", batch_size: int = 1024,
-                 steps: int = 256, lr: float = 0.05, seed: int = 0, transforms="default", tv_weight: float = 0.0,
-                 l1_weight: float = 0.0, **kwargs):
-        super().__init__(layer, units, **kwargs)
-        self.k, self.split, self.batch_size = k, split, batch_size
+    def __init__(
+        self,
+        layer: str,
+        units: Units = None,
+        k: int = 16,
+        batch_size: int = 1024,
+        steps: int = 256,
+        lr: float = 0.05,
+        seed: int = 0,
+        transforms: Callable | str | None = "default",
+        tv_weight: float = 0.0,
+        l1_weight: float = 0.0,
+        views: Sequence[str] = ("plain",),
+        prior_max_norm: float | None = None,
+        topk: TopKExamples | None = None,
+        featvis: FeatureVisualization | None = None,
+        *,
+        split: str = "train",
+        dataset: Dataset | None = None,
+        every_n_epochs: int = 0,
+        run_on_train_end: bool = True,
+        on_error: str = "warn",
+        progress: bool = True,
+    ):
+        super().__init__(
+            layer,
+            split=split,
+            dataset=dataset,
+            every_n_epochs=every_n_epochs,
+            run_on_train_end=run_on_train_end,
+            on_error=on_error,
+            progress=progress,
+        )
+        self.units, self.k, self.batch_size = units, k, batch_size
         self.steps, self.lr, self.seed, self.transforms = steps, lr, seed, transforms
         self.tv_weight, self.l1_weight = tv_weight, l1_weight
-        self.paths = {}
+        self.views, self.prior_max_norm = tuple(views), prior_max_norm
+        self.topk, self.featvis = topk, featvis
 
-    def interpret(self, trainer, pl_module, reporter, step):
-        store = shared_results(trainer)
-        units = self.resolve_units(pl_module)
-        cached_topk = store.get(("topk", self.layer))
-        if cached_topk is not None and set(units) <= set(cached_topk[0].units.tolist()):
-            topk, dataset = cached_topk
-        else:
-            dataset = self.data(trainer, self.split)
-            topk = mine_for_trainer(trainer, pl_module, self.layer, units, self.k, dataset, self.batch_size)
-        rendering = store.get(("featvis", self.layer))
-        if rendering is None or not set(units) <= set(rendering.units or []):
-            rendering = render_units(pl_module, self.layer, units, steps=self.steps, lr=self.lr, seed=self.seed,
-                                     transforms=self.transforms,
-                                     regularizer=image_regularizer(self.tv_weight, self.l1_weight))
-        topk_row = {u: i for i, u in enumerate(topk.units.tolist())}
-        render_row = {u: i for i, u in enumerate(rendering.units)}
-        for unit in units:
-            examples = topk_grid(topk, dataset, topk_row[unit], nrow=4)
-            img = unit_panel(examples, rendering.image[render_row[unit]], title=f"{self.layer} unit {unit}")
-            self.paths[unit] = reporter.image(unit_tag("panel", self.layer, unit), img, step)
+    def interpret(
+        self,
+        model: nn.Module,
+        dataset: Dataset | None,
+        reporter: Reporter,
+        step: int,
+        others: list[Any],
+        progress: bool,
+    ) -> dict[int, Path | None]:
+        assert dataset is not None
+        wanted = (
+            self.layer,
+            self.steps,
+            self.lr,
+            self.seed,
+            self.transforms,
+            "channel",
+            None,
+            self.tv_weight,
+            self.l1_weight,
+            self.prior_max_norm,
+        )
+        topk = self.topk or find_callback(
+            others,
+            TopKExamples,
+            lambda cb: cb.layer == self.layer and cb.split == self.split and cb.spatial == "max" and cb.k >= self.k,
+        )
+        featvis = self.featvis or find_callback(others, FeatureVisualization, lambda cb: cb.settings() == wanted)
+        # The indices of a top-k point into the data set it mined: reuse it only for the same one.
+        examples = (
+            topk.result if topk is not None and topk.result is not None and topk.result.dataset is dataset else None
+        )
+        rendering = featvis.result if featvis is not None else None
+        prior = None
+        wanted_units = [self.units] if isinstance(self.units, int) else self.units
+        if rendering is None or wanted_units is None or not rendering.covers(wanted_units, self.views):
+            prior, _ = view_inputs([v for v in self.views if v == "prior"], dataset, self.seed)
+        return unit_panels(
+            model,
+            dataset,
+            reporter,
+            layer=self.layer,
+            units=self.units,
+            k=self.k,
+            batch_size=self.batch_size,
+            views=self.views,
+            steps=self.steps,
+            lr=self.lr,
+            seed=self.seed,
+            transforms=self.transforms,
+            tv_weight=self.tv_weight,
+            l1_weight=self.l1_weight,
+            prior=prior,
+            prior_max_norm=self.prior_max_norm,
+            examples=examples,
+            rendering=rendering,
+            step=step,
+        )

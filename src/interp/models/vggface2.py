@@ -29,7 +29,7 @@ Weight files are read by :mod:`interp.models.vggface2_weights`.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as L
 import torch
@@ -66,6 +66,9 @@ class CaffePreprocess(nn.Module):
     ``.to()``) but is not saved in the ``state_dict``, which stays the plain set of weight
     tensors of the published files.
     """
+
+    mean_bgr: torch.Tensor
+    mean: torch.Tensor
 
     def __init__(self, channel_order: str = "BGR", mean_bgr=VGGFACE2_MEAN_BGR, scale: float = 255.0):
         super().__init__()
@@ -164,6 +167,12 @@ class VGGFace2ResNet50(nn.Module):
             logits. ``fc`` is built either way, so the published files still load strictly.
     """
 
+    # the four stages, registered by name in __init__
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(
         self,
         num_classes: int = VGGFACE2_NUM_CLASSES,
@@ -242,6 +251,11 @@ class FaceResNet50(VGGFace2ResNet50, L.LightningModule):
     ``FaceResNet50.load_from_checkpoint(path, weights="random")`` so the original weight file
     is not read again, or pass the checkpoint itself as ``weights``.
     """
+
+    if TYPE_CHECKING:
+        # LightningModule is untyped for mypy (follow_imports = "skip"), so without this mypy looks the
+        # method up through nn.Module.__getattr__ (Tensor | Module) of the first base.
+        def save_hyperparameters(self, *args: Any, **kwargs: Any) -> None: ...
 
     def __init__(
         self,

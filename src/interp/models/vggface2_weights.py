@@ -105,9 +105,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         module = _numpy_core_name(module)
         if (module, name) not in _SAFE_GLOBALS:
-            raise UnsafePickleError(
-                f"refusing to load {module}.{name} from a pickle: a weight file holds only arrays"
-            )
+            raise UnsafePickleError(f"refusing to load {module}.{name} from a pickle: a weight file holds only arrays")
         if module.startswith("numpy._core") and not hasattr(np, "_core"):  # numpy < 2
             module = "numpy.core" + module[len("numpy._core") :]
         return super().find_class(module, name)
@@ -126,9 +124,7 @@ def _read_raw_pickle(path: Path, data: bytes):
     except UnsafePickleError as e:
         raise UnsafePickleError(f"{path}: {e}. {ACCEPTED_WEIGHTS_HELP}") from None
     except Exception as e:  # truncated or corrupt streams raise many types
-        raise WeightsError(
-            f"{path}: not a readable weight file (corrupt or truncated pickle: {e})"
-        ) from None
+        raise WeightsError(f"{path}: not a readable weight file (corrupt or truncated pickle: {e})") from None
 
 
 def _torch_load(path: Path, container: str):
@@ -141,9 +137,7 @@ def _torch_load(path: Path, container: str):
             f"loaded. {ACCEPTED_WEIGHTS_HELP}"
         ) from None
     except Exception as e:
-        raise WeightsError(
-            f"{path}: not a readable {container} torch file (corrupt or truncated: {e})"
-        ) from None
+        raise WeightsError(f"{path}: not a readable {container} torch file (corrupt or truncated: {e})") from None
 
 
 def _read_file(path: Path) -> tuple[object, str]:
@@ -164,8 +158,7 @@ def _read_file(path: Path) -> tuple[object, str]:
         )
     if data[0] not in _PICKLE_STARTS:
         raise WeightsError(
-            f"{path}: not a weight file (neither a pickle nor a torch file; a text file?). "
-            f"{ACCEPTED_WEIGHTS_HELP}"
+            f"{path}: not a weight file (neither a pickle nor a torch file; a text file?). {ACCEPTED_WEIGHTS_HELP}"
         )
     first = _read_raw_pickle(path, data)
     if type(first) is int and first == TORCH_LEGACY_MAGIC:
@@ -263,9 +256,7 @@ def load_vggface2_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tens
             naming_hint = "interp"
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise WeightsError(
-            f"{path}: holds a {type(obj).__name__}, not a dict of weights. {ACCEPTED_WEIGHTS_HELP}"
-        )
+        raise WeightsError(f"{path}: holds a {type(obj).__name__}, not a dict of weights. {ACCEPTED_WEIGHTS_HELP}")
     raw = _normalize_keys(obj, path)
     if not raw:
         raise WeightsError(f"{path}: holds no weight tensors. {ACCEPTED_WEIGHTS_HELP}")
@@ -294,9 +285,7 @@ def _limited(items: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
-def check_state_dict(
-    model: nn.Module, state_dict: dict[str, torch.Tensor], source: str = "the weights"
-) -> None:
+def check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str = "the weights") -> None:
     """Raise one :class:`WeightsError` listing every missing, unexpected and mis-shaped tensor."""
     expected = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     missing = [k for k in expected if k not in state_dict]
@@ -308,10 +297,7 @@ def check_state_dict(
     ]
     if not (missing or unexpected or wrong):
         return
-    lines = [
-        f"{source} do not fit the model ({len(state_dict)} tensors in the file, "
-        f"{len(expected)} in the model):"
-    ]
+    lines = [f"{source} do not fit the model ({len(state_dict)} tensors in the file, {len(expected)} in the model):"]
     if missing:
         lines.append(f"  missing ({len(missing)}): {_limited(missing)}")
     if unexpected:
@@ -334,7 +320,7 @@ def load_into(model: nn.Module, path: str | os.PathLike) -> WeightsInfo:
     """
     state, file_order, fmt = load_vggface2_weights(path)
     check_state_dict(model, state, source=f"the weights in {path}")
-    model_order = model.preprocess.channel_order
+    model_order = _channel_order(model)
     if file_order != model_order:
         state = flip_channel_order(state)
     full = dict(state)
@@ -345,11 +331,14 @@ def load_into(model: nn.Module, path: str | os.PathLike) -> WeightsInfo:
     return WeightsInfo(os.fspath(path), fmt, file_order, len(state))
 
 
+def _channel_order(model: nn.Module) -> str:
+    """The channel order (``RGB`` or ``BGR``) of the model's preprocessing module."""
+    return str(model.get_submodule("preprocess").channel_order)
+
+
 def save_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Save the weights with their channel order (``{"state_dict", "channel_order"}``), zip format."""
     state = collections.OrderedDict(
-        (k, v.detach().cpu())
-        for k, v in model.state_dict().items()
-        if not k.endswith("num_batches_tracked")
+        (k, v.detach().cpu()) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")
     )
-    torch.save({"state_dict": state, "channel_order": model.preprocess.channel_order}, path)
+    torch.save({"state_dict": state, "channel_order": _channel_order(model)}, path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,6 +25,8 @@ from interp.optvis.capture import Capture, frozen, get_layer, model_device
 
 @dataclass
 class Agreement:
+    """Largest absolute differences between our captured values and Captum's."""
+
     activation_maxdiff: float
     grad_maxdiff: float
 
@@ -31,8 +34,23 @@ class Agreement:
         return self.activation_maxdiff <= tolerance and self.grad_maxdiff <= tolerance
 
 
-def _selector(acts_dim: int, unit: int):
-    return unit if acts_dim == 2 else (unit,)
+@dataclass
+class Attributions:
+    """What :func:`neuron_attributions` returns: ``maps`` shaped like the inputs (CPU) and, for
+    integrated gradients, the relative completeness error per input (``None`` for saliency)."""
+
+    maps: torch.Tensor
+    completeness: torch.Tensor | None
+
+
+@dataclass
+class RandomizationCheck:
+    """Mean Spearman correlations of |attribution| maps (Adebayo et al. 2018): trained model vs
+    randomized model (``randomized``; low is good) and trained vs trained (``same_model``, the
+    reference for how similar two maps of one model are)."""
+
+    randomized: float
+    same_model: float
 
 
 def agreement(model: nn.Module, layer: str, inputs: torch.Tensor, units: list[int]) -> Agreement:
@@ -58,44 +76,53 @@ def agreement(model: nn.Module, layer: str, inputs: torch.Tensor, units: list[in
                 g_theirs = NeuronGradient(model, module).attribute(x.clone(), neuron_selector=unit)
             else:  # a channel: Captum's selector may be a function of the layer output
                 g_theirs = NeuronGradient(model, module).attribute(
-                    x.clone(), neuron_selector=lambda out, u=unit: out[:, u].flatten(1).mean(1))
+                    x.clone(), neuron_selector=lambda out, u=unit: out[:, u].flatten(1).mean(1)
+                )
             grad_diff = max(grad_diff, float((g_ours - g_theirs).abs().max()))
     return Agreement(act_diff, grad_diff)
 
 
-def _unit_value(model, layer, unit, x):
+def _unit_value(model: nn.Module, layer: str, unit: int, x: torch.Tensor) -> torch.Tensor:
+    """The unit's value per input (conv layers: the channel mean, as our channel objective)."""
     with Capture(model, [layer]) as cap, torch.no_grad():
         a = cap(x)[layer]
     return a[:, unit] if a.dim() == 2 else a[:, unit].flatten(1).mean(1)
 
 
-def neuron_attributions(model: nn.Module, layer: str, unit: int, inputs: torch.Tensor, method: str = "ig",
-                        n_steps: int = 64, internal_batch_size: int = 256, baseline: float = 0.0):
+def neuron_attributions(
+    model: nn.Module,
+    layer: str,
+    unit: int,
+    inputs: torch.Tensor,
+    method: str = "ig",
+    n_steps: int = 64,
+    internal_batch_size: int = 256,
+    baseline: float = 0.0,
+) -> Attributions:
     """Attribution maps of ``unit`` for ``inputs``: ``ig`` (integrated gradients from a constant
-    ``baseline`` image) or ``saliency`` (the input gradient). Returns ``(maps, completeness)``:
-    for IG the relative completeness error per input, ``|sum(attr) - (f(x) - f(b))| / |f(x) - f(b)|``
-    (None for saliency)."""
+    ``baseline`` image) or ``saliency`` (the input gradient). For IG the result also holds the
+    relative completeness error per input, ``|sum(attr) - (f(x) - f(b))| / |f(x) - f(b)|``."""
     from captum.attr import NeuronGradient, NeuronIntegratedGradients
 
     device = model_device(model)
     x = inputs.detach().to(device)
     module = get_layer(model, layer)
     with frozen(model), torch.enable_grad():
-        probe = _unit_value  # conv layers: the channel mean, as our channel objective
         with Capture(model, [layer]) as cap, torch.no_grad():
             is_linear = cap(x[:1])[layer].dim() == 2
         selector = unit if is_linear else (lambda out, u=unit: out[:, u].flatten(1).mean(1))
         if method == "ig":
             base = torch.full_like(x, baseline)
             maps = NeuronIntegratedGradients(model, module).attribute(
-                x, baselines=base, neuron_selector=selector, n_steps=n_steps, internal_batch_size=internal_batch_size)
-            delta = probe(model, layer, unit, x) - probe(model, layer, unit, base)
+                x, baselines=base, neuron_selector=selector, n_steps=n_steps, internal_batch_size=internal_batch_size
+            )
+            delta = _unit_value(model, layer, unit, x) - _unit_value(model, layer, unit, base)
             total = maps.flatten(1).sum(1)
             completeness = (total - delta).abs() / delta.abs().clamp(min=1e-12)
-            return maps.detach().cpu(), completeness.detach().cpu()
+            return Attributions(maps.detach().cpu(), completeness.detach().cpu())
         if method == "saliency":
             maps = NeuronGradient(model, module).attribute(x.clone(), neuron_selector=selector)
-            return maps.detach().cpu(), None
+            return Attributions(maps.detach().cpu(), None)
     raise ValueError(f"method must be 'ig' or 'saliency', got {method!r}")
 
 
@@ -123,14 +150,23 @@ def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for module in clone.modules():
-            if module is not clone and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+            reset = getattr(module, "reset_parameters", None)
+            if module is not clone and reset is not None:
+                reset()
     return clone
 
 
-def randomization_check(model: nn.Module, layer: str, unit: int, inputs: torch.Tensor, method: str = "ig",
-                        seed: int = 0, randomized: nn.Module | None = None, trained: torch.Tensor | None = None,
-                        **kwargs) -> dict[str, float]:
+def randomization_check(
+    model: nn.Module,
+    layer: str,
+    unit: int,
+    inputs: torch.Tensor,
+    method: str = "ig",
+    seed: int = 0,
+    randomized: nn.Module | None = None,
+    trained: torch.Tensor | None = None,
+    **kwargs: Any,
+) -> RandomizationCheck:
     """Mean Spearman correlation over ``inputs`` of |attribution| maps: trained vs randomized
     model (``randomized``), and, as a reference, two attributions of the trained model (IG with
     ``n_steps`` vs half as many; for saliency, the maps against themselves on the inputs plus
@@ -140,15 +176,20 @@ def randomization_check(model: nn.Module, layer: str, unit: int, inputs: torch.T
     call, and the trained model's ``trained`` maps when they are already computed.
     """
     if trained is None:
-        trained, _ = neuron_attributions(model, layer, unit, inputs, method=method, **kwargs)
+        trained = neuron_attributions(model, layer, unit, inputs, method=method, **kwargs).maps
     randomized = randomized if randomized is not None else randomized_copy(model, seed)
-    random_maps, _ = neuron_attributions(randomized, layer, unit, inputs, method=method, **kwargs)
+    random_maps = neuron_attributions(randomized, layer, unit, inputs, method=method, **kwargs).maps
     if method == "ig":
         steps = kwargs.get("n_steps", 64)
-        other, _ = neuron_attributions(model, layer, unit, inputs, method=method, **{**kwargs, "n_steps": max(2, steps // 2)})
+        other = neuron_attributions(
+            model, layer, unit, inputs, method=method, **{**kwargs, "n_steps": max(2, steps // 2)}
+        ).maps
     else:
         g = torch.Generator().manual_seed(seed)
         noisy = (inputs + 0.01 * torch.randn(inputs.shape, generator=g)).clamp(0, 1)
-        other, _ = neuron_attributions(model, layer, unit, noisy, method=method, **kwargs)
-    per = lambda m1, m2: sum(spearman(x.abs(), y.abs()) for x, y in zip(m1, m2)) / len(m1)  # noqa: E731
-    return {"randomized": per(trained, random_maps), "same_model": per(trained, other)}
+        other = neuron_attributions(model, layer, unit, noisy, method=method, **kwargs).maps
+
+    def per(m1: torch.Tensor, m2: torch.Tensor) -> float:
+        return sum(spearman(x.abs(), y.abs()) for x, y in zip(m1, m2)) / len(m1)
+
+    return RandomizationCheck(per(trained, random_maps), per(trained, other))

@@ -85,7 +85,7 @@ class Capture:
 
         return hook
 
-    def __enter__(self) -> "Capture":
+    def __enter__(self) -> Capture:
         for name, module in self.modules.items():
             self._handles.append(module.register_forward_hook(self._hook(name)))
         return self
@@ -141,8 +141,8 @@ def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU for a model with neither)."""
     for t in model.parameters():
         return t.device
-    for t in model.buffers():
-        return t.device
+    for b in model.buffers():
+        return b.device
     return torch.device("cpu")
 
 

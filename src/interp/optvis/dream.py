@@ -1,7 +1,7 @@
 """DeepDream (Mordvintsev et al. 2015, "Inceptionism"): gradient ascent on a photo.
 
-An octave pyramid (the detail found at a small scale is carried up to the next), random roll
-jitter at every step, steps normalized by the mean absolute gradient, pixels kept in [0, 1].
+An octave pyramid (the detail found at a small scale is carried up to the next), a random roll
+(circular shift) at every step, steps normalized by the mean absolute gradient, pixels kept in [0, 1].
 Images larger than ``tile_size`` are processed tile by tile; the random roll moves the tile
 borders every step, so no seams remain and memory is bounded by one tile.
 
@@ -22,6 +22,8 @@ from torch import nn
 
 from interp.optvis import objectives as obj
 from interp.optvis.capture import Capture, frozen, model_device
+from interp.optvis.inputs import as_image_batch
+from interp.optvis.progress import progress_bar
 
 
 @dataclass
@@ -42,7 +44,9 @@ def _tiles(size: int, tile: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def dream_gradient(cap: Capture, objective: obj.Objective, x: torch.Tensor, tile_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def dream_gradient(
+    cap: Capture, objective: obj.Objective, x: torch.Tensor, tile_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of ``objective`` with respect to the image ``x``, computed tile by tile.
 
     Returns ``(gradient like x, objective summed over tiles [B])``. An image that fits one tile is
@@ -64,7 +68,12 @@ def dream_gradient(cap: Capture, objective: obj.Objective, x: torch.Tensor, tile
     return grad, total
 
 
-def _octave_sizes(h: int, w: int, octaves: int, scale: float) -> list[tuple[int, int]]:
+def octave_sizes(h: int, w: int, octaves: int, scale: float) -> list[tuple[int, int]]:
+    """The (height, width) of each octave of :func:`dream`, smallest first; the last is (h, w).
+
+    >>> octave_sizes(100, 100, 3, 2.0)
+    [(25, 25), (50, 50), (100, 100)]
+    """
     sizes = []
     for i in range(octaves):
         f = scale ** (octaves - 1 - i)
@@ -80,12 +89,16 @@ def dream(
     octave_scale: float = 1.4,
     steps_per_octave: int = 10,
     step_size: float = 1.5,
-    jitter: int = 32,
+    roll: int = 32,
     tile_size: int = 512,
     seed: int = 0,
     progress: bool = False,
 ) -> Dream:
-    """Dream ``image`` ([C, H, W] or [B, C, H, W] in [0, 1]) towards ``objective``.
+    """Dream ``image`` towards ``objective``.
+
+    ``image`` follows the image contract of :func:`interp.optvis.inputs.as_image_batch`: a float
+    tensor [C, H, W] or [B, C, H, W] in [0, 1], a uint8 tensor, an HWC array or a PIL image; float
+    values outside [0, 1] are refused (they used to be clamped silently).
 
     Args:
         objective: an Objective, or a layer name for the classic ``layer_l2`` objective.
@@ -93,50 +106,46 @@ def dream(
         steps_per_octave: gradient steps at each octave.
         step_size: step in 0-255 pixel units per unit of normalized gradient, as in the original
             (each step moves pixels by ``step_size / 255 * g / mean|g|``).
-        jitter: maximum random roll in pixels (each direction).
+        roll: largest random circular shift in pixels (each direction), undone after the step.
         tile_size: largest tile processed at once.
-        seed: seeds the jitter.
+        seed: seeds the rolls.
     """
     objective = obj.as_objective(objective)
-    if image.dim() == 3:
-        image = image.unsqueeze(0)
-    if image.dim() != 4:
-        raise ValueError(f"image must be [C, H, W] or [B, C, H, W], got {tuple(image.shape)}")
+    image = as_image_batch(image, "image")
     if octaves < 1 or steps_per_octave < 0:
         raise ValueError("octaves must be >= 1 and steps_per_octave >= 0")
     device = model_device(model)
-    base = image.detach().to(device, torch.float32).clamp(0, 1)
+    base = image.to(device)
     generator = torch.Generator().manual_seed(seed)
-    sizes = _octave_sizes(base.shape[-2], base.shape[-1], octaves, octave_scale)
+    sizes = octave_sizes(base.shape[-2], base.shape[-1], octaves, octave_scale)
     detail = None
     octave_images, history = [], []
     total_steps = octaves * steps_per_octave
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_steps, desc="dream", leave=False)
-    with frozen(model), Capture(model, objective.model_layers) as cap:
+    with (
+        progress_bar(total_steps, progress, "dream") as bar,
+        frozen(model),
+        Capture(model, objective.model_layers) as cap,
+    ):
         for size in sizes:
-            octave_base = F.interpolate(base, size=size, mode="bilinear", align_corners=False) if size != tuple(base.shape[-2:]) else base
+            if size != tuple(base.shape[-2:]):
+                octave_base = F.interpolate(base, size=size, mode="bilinear", align_corners=False)
+            else:
+                octave_base = base
             if detail is None:
                 detail = torch.zeros_like(octave_base)
             elif detail.shape[-2:] != octave_base.shape[-2:]:
                 detail = F.interpolate(detail, size=size, mode="bilinear", align_corners=False)
             x = (octave_base + detail).clamp(0, 1)
             for _ in range(steps_per_octave):
-                dy, dx = (int(v) - jitter for v in torch.randint(2 * jitter + 1, (2,), generator=generator))
+                dy, dx = (int(v) - roll for v in torch.randint(2 * roll + 1, (2,), generator=generator))
                 rolled = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
                 grad, score = dream_gradient(cap, objective, rolled, tile_size)
                 grad = torch.roll(grad, shifts=(-dy, -dx), dims=(-2, -1))
                 norm = grad.abs().flatten(1).mean(1).clamp(min=1e-12).reshape(-1, 1, 1, 1)
                 x = (x + (step_size / 255.0) * grad / norm).clamp(0, 1)
                 history.append(score.cpu())
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
             detail = x - octave_base
             octave_images.append(x.detach().cpu())
-    if bar is not None:
-        bar.close()
     hist = torch.stack(history) if history else torch.zeros(0, base.shape[0])
     return Dream(x.detach().cpu(), octave_images, hist)

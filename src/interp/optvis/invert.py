@@ -19,14 +19,16 @@ from torch import nn
 
 from interp.optvis import objectives as obj
 from interp.optvis.capture import Capture, frozen, model_device
+from interp.optvis.inputs import as_image_batch
 from interp.optvis.param import image as image_param
-from interp.optvis.transforms import roll
+from interp.optvis.progress import progress as progress_iter
+from interp.optvis.transforms import Roll
 
 
 @dataclass
-class Inversion:
-    """Reconstructions [B, C, H, W] (CPU, [0, 1]), the final relative representation error
-    ``||phi(x) - phi0||^2 / ||phi0||^2`` per item, and the loss per step [steps, B]."""
+class Reconstruction:
+    """What :func:`invert` returns: reconstructions [B, C, H, W] (CPU, [0, 1]), the final relative
+    representation error ``||phi(x) - phi0||^2 / ||phi0||^2`` per item, and the loss per step [steps, B]."""
 
     image: torch.Tensor
     error: torch.Tensor
@@ -36,8 +38,9 @@ class Inversion:
 def invert(
     model: nn.Module,
     layer: str,
-    target: torch.Tensor,
-    target_is_activation: bool = False,
+    images: torch.Tensor | None = None,
+    *,
+    activations: torch.Tensor | None = None,
     shape: tuple[int, ...] | None = None,
     steps: int = 400,
     lr: float = 0.05,
@@ -45,39 +48,40 @@ def invert(
     beta: float = 2.0,
     lambda_alpha: float = 1e-5,
     lambda_tv: float = 1e-4,
-    jitter: int = 0,
+    roll: int = 0,
     seed: int = 0,
     progress: bool = False,
-) -> Inversion:
-    """Invert the representation of ``target`` (images in [0, 1], or activations of ``layer``
-    when ``target_is_activation``; then ``shape`` gives the image shape (B, C, H, W))."""
+) -> Reconstruction:
+    """Reconstruct inputs from their representation at ``layer``.
+
+    Give either ``images`` ([B, C, H, W] or [C, H, W] in [0, 1]: their activations are the target)
+    or ``activations`` of ``layer`` together with ``shape`` (B, C, H, W) of the images to find.
+    ``roll`` is the largest random circular shift (pixels) applied before each step.
+    """
+    if (images is None) == (activations is None):
+        raise ValueError("give exactly one of images=... or activations=...")
     device = model_device(model)
     generator = torch.Generator().manual_seed(seed)
     with frozen(model), Capture(model, [layer]) as cap:
-        if target_is_activation:
-            phi0 = target.detach().to(device)
+        if activations is not None:
+            phi0 = activations.detach().to(device)
             if shape is None:
-                raise ValueError("inverting an activation needs shape=(B, C, H, W) of the image")
+                raise ValueError("inverting activations needs shape=(B, C, H, W) of the images")
             shape = tuple(shape)
         else:
-            images = target.unsqueeze(0) if target.dim() == 3 else target
-            images = images.detach().to(device)
+            assert images is not None
+            batch = as_image_batch(images, "images").to(device)
             with torch.no_grad():
-                phi0 = cap(images)[layer]
-            shape = tuple(images.shape)
+                phi0 = cap(batch)[layer]
+            shape = tuple(batch.shape)
         dims = tuple(range(1, phi0.dim()))
         norm0 = phi0.pow(2).sum(dims).clamp(min=1e-12)
         param = image_param(shape, fft=False, decorrelate=False, sd=0.5, seed=seed).to(device)
         opt = torch.optim.Adam(param.parameters(), lr=lr)
-        shift = roll(jitter)
+        shift = Roll(roll)
         alpha_reg, tv_reg = obj.alpha_norm(alpha), obj.total_variation(beta)
         history = []
-        bar = range(steps)
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(bar, desc="invert", leave=False)
-        for _ in bar:
+        for _ in progress_iter(range(steps), progress, "invert"):
             opt.zero_grad(set_to_none=True)
             x = param()
             phi = cap(shift(x, generator))[layer]
@@ -92,4 +96,4 @@ def invert(
         with torch.no_grad():
             x = param()
             final_error = ((cap(x)[layer] - phi0).pow(2).sum(dims) / norm0).cpu()
-    return Inversion(x.detach().cpu(), final_error, torch.stack(history).cpu() if history else torch.zeros(0))
+    return Reconstruction(x.detach().cpu(), final_error, torch.stack(history).cpu() if history else torch.zeros(0))

@@ -91,8 +91,12 @@ def _per_row(index, batch_size: int, device) -> torch.Tensor:
     return idx
 
 
-def unit(layer: str, index: int | Sequence[int], position: tuple[int, int] | None = None,
-         batch: int | Sequence[int] | None = None) -> Objective:
+def unit(
+    layer: str,
+    index: int | Sequence[int],
+    position: tuple[int, int] | None = None,
+    batch: int | Sequence[int] | None = None,
+) -> Objective:
     """One neuron: ``acts[:, index]`` of a Linear output; for conv outputs channel ``index`` at
     ``position`` (y, x), default the centre. A list gives row ``i`` the unit ``index[i]``."""
 
@@ -210,5 +214,19 @@ def total_variation(beta: float = 2.0) -> Objective:
 
 
 def as_objective(obj: Objective | str) -> Objective:
-    """A layer name means the DeepDream objective on that layer."""
-    return layer_l2(obj) if isinstance(obj, str) else obj
+    """An objective from the shorthand users type.
+
+    ``"layer3"`` is DeepDream's ``layer_l2("layer3")``; ``"layer3:7"`` (Lucent's shorthand) is
+    ``channel("layer3", 7)``; an :class:`Objective` is returned as it is.
+
+    >>> as_objective("layer3:7").name
+    'channel(layer3, 7)'
+    >>> as_objective("dense_1").name
+    'layer_l2(dense_1)'
+    """
+    if not isinstance(obj, str):
+        return obj
+    layer, sep, index = obj.rpartition(":")
+    if sep and index.strip().isdigit():
+        return channel(layer, int(index))
+    return layer_l2(obj)

@@ -9,17 +9,44 @@ global device. Randomness comes from a ``torch.Generator`` (``seed``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import cast
 
 import torch
 from torch import nn
 
 # Square root of the colour covariance of ImageNet RGB pixels (the matrix Lucid and Lucent use).
-IMAGENET_COLOR_SQRT = torch.tensor(
-    [[0.26, 0.09, 0.02],
-     [0.27, 0.00, -0.05],
-     [0.27, -0.09, 0.03]]
-)
+IMAGENET_COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
+
+
+Seeds = int | Sequence[int] | None
+
+
+def seeded_randn(shape: Sequence[int], seed: Seeds) -> torch.Tensor:
+    """Standard normal values of ``shape``; with one seed per row (a sequence as long as the batch),
+    row ``i`` is drawn from its own generator, so a row's values do not depend on the other rows.
+
+    >>> a, b = seeded_randn((2, 3), [5, 6]), seeded_randn((1, 3), [6])
+    >>> torch.equal(a[1], b[0])
+    True
+    """
+    shape = tuple(int(s) for s in shape)
+    if seed is None or isinstance(seed, int):
+        return torch.randn(shape, generator=_generator(seed))
+    seeds = [int(s) for s in seed]
+    if len(seeds) != shape[0]:
+        raise ValueError(f"{len(seeds)} seeds for a batch of {shape[0]}")
+    return torch.stack([torch.randn(shape[1:], generator=_generator(s)) for s in seeds])
+
+
+def unit_seeds(seed: int, units: Sequence[int]) -> list[int]:
+    """One seed per unit, from (seed, unit) alone: a unit's image is the same whichever batch, chunk
+    or DDP rank renders it.
+
+    >>> unit_seeds(0, [3, 7])
+    [3, 7]
+    """
+    return [int(seed) * 1_000_003 + int(u) for u in units]
 
 
 def _generator(seed: int | None) -> torch.Generator:
@@ -34,10 +61,10 @@ def _generator(seed: int | None) -> torch.Generator:
 class PixelBasis(nn.Module):
     """One free parameter per pixel (B, C, H, W)."""
 
-    def __init__(self, shape: tuple[int, int, int, int], sd: float = 0.01, seed: int | None = 0):
+    def __init__(self, shape: tuple[int, int, int, int], sd: float = 0.01, seed: Seeds = 0):
         super().__init__()
         self.shape = tuple(shape)
-        self.pixels = nn.Parameter(torch.randn(self.shape, generator=_generator(seed)) * sd)
+        self.pixels = nn.Parameter(seeded_randn(self.shape, seed) * sd)
 
     def forward(self) -> torch.Tensor:
         return self.pixels
@@ -53,8 +80,9 @@ class FourierBasis(nn.Module):
     """Spectral parameterization: the image is the inverse real FFT of a learned spectrum whose
     frequencies are scaled by ``1 / f^decay_power`` (low frequencies move faster)."""
 
-    def __init__(self, shape: tuple[int, int, int, int], sd: float = 0.01, decay_power: float = 1.0,
-                 seed: int | None = 0):
+    scale: torch.Tensor
+
+    def __init__(self, shape: tuple[int, int, int, int], sd: float = 0.01, decay_power: float = 1.0, seed: Seeds = 0):
         super().__init__()
         b, c, h, w = self.shape = tuple(shape)
         freqs = _frequencies(h, w)
@@ -62,7 +90,7 @@ class FourierBasis(nn.Module):
         scale = scale * math.sqrt(h * w)
         self.register_buffer("scale", scale.reshape(1, 1, *scale.shape))
         spectrum_shape = (b, c, h, w // 2 + 1, 2)
-        self.spectrum = nn.Parameter(torch.randn(spectrum_shape, generator=_generator(seed)) * sd)
+        self.spectrum = nn.Parameter(seeded_randn(spectrum_shape, seed) * sd)
 
     def forward(self) -> torch.Tensor:
         h, w = self.shape[-2:]
@@ -74,6 +102,8 @@ class FourierBasis(nn.Module):
 class ColorDecorrelation(nn.Module):
     """Maps decorrelated channels to RGB with a fixed 3x3 matrix (normalized by its largest
     column norm, so the decorrelated space has unit scale)."""
+
+    matrix: torch.Tensor
 
     def __init__(self, matrix: torch.Tensor = IMAGENET_COLOR_SQRT):
         super().__init__()
@@ -125,7 +155,8 @@ class ImageParam(nn.Module):
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.basis.shape
+        # every basis (PixelBasis, FourierBasis) records the shape of the images it makes
+        return cast("tuple[int, ...]", self.basis.shape)
 
     def forward(self) -> torch.Tensor:
         x = self.basis()
@@ -136,9 +167,16 @@ class ImageParam(nn.Module):
         return x.clamp(0.0, 1.0) if not x.requires_grad else x + (x.clamp(0.0, 1.0) - x).detach()
 
 
-def image(shape: tuple[int, ...], fft: bool = True, decorrelate: bool = True, sd: float = 0.01,
-          decay_power: float = 1.0, output: str = "sigmoid", color_matrix: torch.Tensor | None = None,
-          seed: int | None = 0) -> ImageParam:
+def image(
+    shape: tuple[int, ...],
+    fft: bool = True,
+    decorrelate: bool = True,
+    sd: float = 0.01,
+    decay_power: float = 1.0,
+    output: str = "sigmoid",
+    color_matrix: torch.Tensor | None = None,
+    seed: Seeds = 0,
+) -> ImageParam:
     """The standard parameterization for a batch of images of ``shape`` (B, C, H, W) or (C, H, W).
 
     Colour decorrelation applies to 3-channel images only (``color_matrix`` defaults to ImageNet's).
@@ -148,7 +186,9 @@ def image(shape: tuple[int, ...], fft: bool = True, decorrelate: bool = True, sd
         shape = (1, *shape)
     if len(shape) != 4:
         raise ValueError(f"image shape must be (B, C, H, W) or (C, H, W), got {shape}")
-    basis = FourierBasis(shape, sd=sd, decay_power=decay_power, seed=seed) if fft else PixelBasis(shape, sd=sd, seed=seed)
+    basis = (
+        FourierBasis(shape, sd=sd, decay_power=decay_power, seed=seed) if fft else PixelBasis(shape, sd=sd, seed=seed)
+    )
     color = None
     if decorrelate and shape[1] == 3:
         color = ColorDecorrelation(IMAGENET_COLOR_SQRT if color_matrix is None else color_matrix)

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from interp.optvis import objectives as obj
 from interp.optvis.capture import Capture, expected_input_shape, frozen, model_device
-from interp.optvis.param import image
+from interp.optvis.param import image, unit_seeds
+from interp.optvis.progress import progress as progress_iter
 from interp.optvis.transforms import default_transforms
 
 
@@ -53,21 +55,12 @@ def _resolve_shape(model: nn.Module, shape, batch: int) -> tuple[int, int, int, 
         shape = expected_input_shape(model)
         if shape is None:
             raise ValueError(
-                "cannot tell the input shape of this model: pass shape=(C, H, W) "
-                "or set model.example_input_array"
+                "cannot tell the input shape of this model: pass shape=(C, H, W) or set model.example_input_array"
             )
     shape = tuple(int(s) for s in shape)
     if len(shape) == 3:
         shape = (batch, *shape)
     return shape
-
-
-def _progress(iterable, enabled: bool, desc: str):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, leave=False)
 
 
 def render(
@@ -125,7 +118,7 @@ def render(
 
     images, history = [], []
     with frozen(model), Capture(model, layers) as cap:
-        for step in _progress(range(1, steps + 1), progress, "render"):
+        for step in progress_iter(range(1, steps + 1), progress, "render"):
             opt.zero_grad(set_to_none=True)
             img = param()
             x = transforms(img, generator) if transforms is not None else img
@@ -154,31 +147,36 @@ def render(
 def render_units(
     model: nn.Module,
     layer: str,
-    units: Sequence[int],
-    objective: str = "channel",
+    units: Sequence[int] | range,
+    kind: str = "channel",
     regularizer: obj.Objective | None = None,
-    **kwargs,
+    **kwargs: Any,
 ) -> Rendering:
     """Visualize many units of one layer in one batched optimization: row ``i`` maximizes
     ``units[i]``. One parameter tensor, one optimizer, one forward pass per step.
 
-    ``objective`` is ``"channel"`` (mean over positions; a neuron for Linear layers) or
-    ``"unit"`` (conv: the centre position). ``regularizer`` is added to every row's objective
-    (e.g. ``-1e-3 * total_variation()``). Other arguments go to :func:`render`.
+    ``kind`` is ``"channel"`` (mean over positions; a neuron for Linear layers) or ``"unit"``
+    (conv: the centre position). ``regularizer`` is added to every row's objective (e.g.
+    ``-1e-3 * total_variation()``). Other arguments go to :func:`render` (``shape`` without a
+    batch dimension: the batch is the units). The default parameterization seeds each row from
+    (``seed``, unit), and the transforms draw from ``seed`` alone, so on the CPU a unit's image is
+    the same bits whichever other units share its batch (or DDP rank).
     """
     units = [int(u) for u in units]
     if not units:
         raise ValueError("render_units needs at least one unit")
-    make = {"channel": obj.channel, "unit": obj.unit}.get(objective)
+    makers: dict[str, Callable[[str, list[int]], obj.Objective]] = {"channel": obj.channel, "unit": obj.unit}
+    make = makers.get(kind)
     if make is None:
-        raise ValueError(f"objective must be 'channel' or 'unit', got {objective!r}")
+        raise ValueError(f"kind must be 'channel' or 'unit', got {kind!r}")
     target = make(layer, units)
     if regularizer is not None:
         target = target + regularizer
-    kwargs.setdefault("batch", len(units))
-    shape = kwargs.pop("shape", None)
+    kwargs["batch"] = len(units)
     if kwargs.get("param") is None:
-        kwargs["param"] = image(_resolve_shape(model, shape, len(units)), seed=kwargs.get("seed", 0))
+        # one seed per unit: a unit's image does not depend on the other units of the batch
+        shape = _resolve_shape(model, kwargs.pop("shape", None), len(units))
+        kwargs["param"] = image(shape, seed=unit_seeds(kwargs.get("seed", 0), units))
     result = render(model, target, **kwargs)
     result.units = units
     if regularizer is None:

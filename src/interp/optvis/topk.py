@@ -37,13 +37,16 @@ Other activation dtypes (float64) take a simple exact path: concatenate and sort
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
 
 from interp.optvis.capture import Capture, model_device
+from interp.optvis.inputs import check_image_range
+from interp.optvis.progress import progress as progress_iter
 
 __all__ = ["TopK", "mine_topk", "merge_topk", "all_gather_topk", "shard_range"]
 
@@ -88,11 +91,18 @@ class TopK:
         """Number of examples kept per unit (columns of ``values``)."""
         return self.values.shape[1]
 
-    def to(self, device: torch.device | str) -> "TopK":
+    def to(self, device: torch.device | str) -> TopK:
         """The same result with its tensors on ``device``."""
         pos = None if self.positions is None else self.positions.to(device)
-        return TopK(self.values.to(device), self.indices.to(device), pos, self.units.to(device),
-                    self.layer, self.largest, self.requested_k)
+        return TopK(
+            self.values.to(device),
+            self.indices.to(device),
+            pos,
+            self.units.to(device),
+            self.layer,
+            self.largest,
+            self.requested_k,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,6 +158,18 @@ def _batches(data, batch_size: int) -> Iterator[torch.Tensor]:
                 f"input Tensor, got {type(batch).__name__}"
             )
         yield batch
+
+
+def _refuse_shuffled(data: object) -> None:
+    """Top-k indices are positions in iteration order: a shuffled loader would make them
+    meaningless, silently."""
+    from torch.utils.data import DataLoader, RandomSampler
+
+    if isinstance(data, DataLoader) and isinstance(data.sampler, RandomSampler):
+        raise ValueError(
+            "mine_topk needs data in a fixed order (its indices are positions in the data): "
+            "use a DataLoader with shuffle=False"
+        )
 
 
 def _float_dtype(model: nn.Module) -> torch.dtype:
@@ -212,6 +234,7 @@ class _Running:
         elif self.filled < self.k:
             self._add_dense(a, pos, base)
         else:
+            assert self.keys is not None  # the buffer is full
             self._collect(a, pos, base, self.thr, inclusive=False)
             # The merge waits until a few batches have queued candidates: per batch only the
             # group maxima, one comparison and one gather run; the thresholds do not move
@@ -226,9 +249,12 @@ class _Running:
         idx = torch.arange(base, base + a.shape[0], device=a.device).expand(a.shape[1], -1)
         values, indices, p = a.t(), idx, None if pos is None else pos.t()
         if self.values is not None:
+            assert self.indices is not None  # values and indices are set together
             values = torch.cat([self.values, values], 1)
             indices = torch.cat([self.indices, indices], 1)
-            p = None if p is None else torch.cat([self.pos, p], 1)
+            if p is not None:
+                assert self.pos is not None  # a layer gives positions with every batch or never
+                p = torch.cat([self.pos, p], 1)
         self.values, self.indices, self.pos = _sort_select(values, indices, p, self.k, self.largest)
 
     def _add_dense(self, a, pos, base):
@@ -238,7 +264,9 @@ class _Running:
         p = None if pos is None else pos.t()
         if self.keys is not None:
             keys = torch.cat([self.keys, keys], 1)
-            p = None if p is None else torch.cat([self.pos, p], 1)
+            if p is not None:
+                assert self.pos is not None  # a layer gives positions with every batch or never
+                p = torch.cat([self.pos, p], 1)
         keys, where = keys.topk(min(self.k, keys.shape[1]), dim=1)
         self.keys = keys
         self.pos = None if p is None else p.gather(1, where)
@@ -295,13 +323,17 @@ class _Running:
             return True
         parts, self.pending, self.pending_count = self.pending, [], 0
 
-        def join(i):
-            return parts[0][i] if len(parts) == 1 else torch.cat([part[i] for part in parts])
+        def join(items: list[torch.Tensor]) -> torch.Tensor:
+            return items[0] if len(items) == 1 else torch.cat(items)
 
-        unit, first, values = join(0), join(1), join(2)
-        p = None if parts[0][3] is None else join(3)
+        unit = join([part[0] for part in parts])
+        first = join([part[1] for part in parts])
+        values = join([part[2] for part in parts])
+        # a layer gives positions with every batch or never: all of parts[i][3] are None or none is
+        p = None if parts[0][3] is None else join([part[3] for part in parts if part[3] is not None])
         s = values.float() if self.largest else -values.float()
         thr = self.thr if thr is None else thr
+        assert thr is not None and self.keys is not None  # set by the start (or passed in by it)
         # only values beating the threshold can enter; past the start, an equal value loses the
         # tie (its index is higher than every index already seen), so the test is strict
         beats = torch.ge if inclusive else torch.gt
@@ -325,9 +357,11 @@ class _Running:
             self.keys = new
             self.thr = _decode_values(new[:, -1])
         else:
+            assert self.thr is not None  # the buffer is full past the start
             self.keys.index_copy_(0, touched, new)
             self.thr.index_copy_(0, touched, _decode_values(new[:, -1]))
         if p is not None:
+            assert self.pos is not None  # _start creates it along with the keys
             ppad = torch.zeros((touched.shape[0], width), dtype=torch.int64, device=device)
             ppad[line, slot] = p[hit, row]
             merged = torch.cat([self.pos.index_select(0, touched), ppad], 1).gather(1, where)
@@ -339,13 +373,16 @@ class _Running:
 
     def result(self, units: torch.Tensor, layer: str) -> TopK:
         if self.fast:
+            assert self.keys is not None and self.dtype is not None  # at least one batch was added
             s = _decode_values(self.keys)
             values = (s if self.largest else -s + 0.0).to(self.dtype)  # zeros come back as +0.0
             indices = _decode_indices(self.keys)
         else:
+            assert self.values is not None and self.indices is not None  # at least one batch was added
             values, indices = self.values, self.indices
         positions = None
         if self.pos is not None:
+            assert self.width is not None  # set with the first conv output
             positions = torch.stack([self.pos // self.width, self.pos % self.width], dim=-1)
             positions = positions.cpu()
         return TopK(values.cpu(), indices.cpu(), positions, units.cpu(), layer, self.largest, self.k)
@@ -355,8 +392,7 @@ def _unit_activations(out: torch.Tensor, units: torch.Tensor | None, spatial: st
     """``[B, U]`` activations (and ``[B, U]`` flat argmax positions) from a layer output."""
     if out.ndim not in (2, 4):
         raise ValueError(
-            f"mine_topk supports layers with outputs [N, C] or [N, C, H, W]; {layer!r} gives "
-            f"{tuple(out.shape)}"
+            f"mine_topk supports layers with outputs [N, C] or [N, C, H, W]; {layer!r} gives {tuple(out.shape)}"
         )
     if units is not None:
         out = out.index_select(1, units)
@@ -380,6 +416,7 @@ def mine_topk(
     batch_size: int = 1024,
     index_offset: int = 0,
     progress: bool = False,
+    check_range: bool = True,
 ) -> TopK:
     """The ``k`` examples with the largest (or smallest) activation for every unit of ``layer``.
 
@@ -403,6 +440,9 @@ def mine_topk(
         batch_size: batch size when ``data`` is a Tensor.
         index_offset: dataset index of the first example (for shards: the shard's start).
         progress: show a tqdm progress bar.
+        check_range: 4-D float batches are images, which this project takes in [0, 1]: the
+            first batch is checked and values outside refused with the range seen and the fix.
+            ``False`` for 4-D inputs that are not images.
 
     Returns:
         :class:`TopK`, on the CPU, ordered best first; equal values keep the lower dataset
@@ -410,7 +450,8 @@ def mine_topk(
 
     Raises:
         ValueError: unknown layer, unit out of range, ``k < 1``, empty data, unknown
-            ``spatial``, or a layer output that is not 2-D or 4-D.
+            ``spatial``, a layer output that is not 2-D or 4-D, a shuffled DataLoader, or
+            image values outside [0, 1] (``ImageRangeError``).
     """
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
@@ -426,16 +467,13 @@ def mine_topk(
 
     device = model_device(model)
     dtype = _float_dtype(model)
-    batches = _batches(data, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        total = None
-        if isinstance(data, torch.Tensor):
-            total = math.ceil(data.shape[0] / batch_size)
-        elif hasattr(data, "__len__"):
-            total = len(data)
-        batches = tqdm(batches, total=total, desc=f"top-k {layer}", unit="batch")
+    _refuse_shuffled(data)
+    total = None
+    if isinstance(data, torch.Tensor):
+        total = math.ceil(data.shape[0] / batch_size)
+    elif hasattr(data, "__len__"):
+        total = len(cast(Sized, data))
+    batches = progress_iter(_batches(data, batch_size), progress, f"top-k {layer}", total=total, leave=True)
 
     running = _Running(k, largest)
     sel: torch.Tensor | None = None
@@ -455,6 +493,8 @@ def mine_topk(
                     continue
                 if index_offset + seen + n - 1 > _MAX_INDEX:
                     raise ValueError(f"dataset indices above {_MAX_INDEX} are not supported")
+                if check_range and seen == 0 and x.ndim == 4 and x.is_floating_point():
+                    check_image_range(x, "mine_topk data")
                 out = cap(_prepare(x, device, dtype))[layer]
                 if channels is None:
                     channels = out.shape[1] if out.ndim >= 2 else 0
@@ -467,11 +507,13 @@ def mine_topk(
             running.finish()
     finally:
         model.train(was_training)
-        if progress:
-            batches.close()
     if seen == 0:
         raise ValueError("mine_topk got empty data (no examples)")
-    all_units = unit_list if unit_list is not None else torch.arange(channels)
+    if unit_list is not None:
+        all_units = unit_list
+    else:
+        assert channels is not None  # set by the first non-empty batch
+        all_units = torch.arange(channels)
     return running.result(all_units, layer)
 
 
@@ -520,7 +562,8 @@ def merge_topk(results: Sequence[TopK], k: int | None = None) -> TopK:
     indices = torch.cat([r.indices.to(device) for r in results], 1)
     positions = None
     if first.positions is not None:
-        positions = torch.cat([r.positions.to(device) for r in results], 1)
+        # checked above: every result has positions
+        positions = torch.cat([r.positions.to(device) for r in results if r.positions is not None], 1)
     values, indices, positions = _sort_select(values, indices, positions, k, first.largest)
     return TopK(values, indices, positions, first.units, first.layer, first.largest, k)
 
@@ -546,15 +589,16 @@ def all_gather_topk(result: TopK, group=None) -> TopK:
         device = torch.device("cuda", torch.cuda.current_device())
 
     n_units, width = result.values.shape
-    meta = torch.tensor([n_units, width, result.requested_k or width, result.positions is not None],
-                        dtype=torch.int64, device=device)
+    meta = torch.tensor(
+        [n_units, width, result.requested_k or width, result.positions is not None], dtype=torch.int64, device=device
+    )
     metas = [torch.empty_like(meta) for _ in range(world)]
     dist.all_gather(metas, meta, group=group)
-    metas = [m.tolist() for m in metas]
-    if any(m[0] != n_units or m[3] != meta[3].item() for m in metas):
-        raise ValueError(f"all_gather_topk: ranks mined different numbers of units or layer kinds: {metas}")
-    common = max(m[1] for m in metas)
-    requested = max(m[2] for m in metas)
+    meta_lists: list[list[int]] = [m.tolist() for m in metas]
+    if any(m[0] != n_units or m[3] != meta[3].item() for m in meta_lists):
+        raise ValueError(f"all_gather_topk: ranks mined different numbers of units or layer kinds: {meta_lists}")
+    common = max(m[1] for m in meta_lists)
+    requested = max(m[2] for m in meta_lists)
 
     def gather(t: torch.Tensor, fill=None) -> list[torch.Tensor]:
         t = t.to(device)
@@ -574,11 +618,20 @@ def all_gather_topk(result: TopK, group=None) -> TopK:
 
     home = result.values.device
     parts = []
-    for rank, m in enumerate(metas):
+    for rank, m in enumerate(meta_lists):
         w = m[1]  # drop the padding
         pos = None if positions is None else positions[rank][:, :w].to(home)
-        parts.append(TopK(values[rank][:, :w].to(home), indices[rank][:, :w].to(home), pos,
-                          result.units, result.layer, result.largest, requested))
+        parts.append(
+            TopK(
+                values[rank][:, :w].to(home),
+                indices[rank][:, :w].to(home),
+                pos,
+                result.units,
+                result.layer,
+                result.largest,
+                requested,
+            )
+        )
     return merge_topk(parts, k=requested)
 
 

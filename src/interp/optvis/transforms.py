@@ -51,7 +51,7 @@ class Jitter(Transform):
             return x
         dy, dx = (int(v) for v in torch.randint(self.d + 1, (2,), generator=generator))
         h, w = x.shape[-2:]
-        return x[..., dy:dy + h - self.d, dx:dx + w - self.d]
+        return x[..., dy : dy + h - self.d, dx : dx + w - self.d]
 
 
 class Roll(Transform):
@@ -114,7 +114,7 @@ class CenterCropOrPad(Transform):
             x = F.pad(x, (px // 2, px - px // 2, py // 2, py - py // 2), value=self.value)
             h, w = x.shape[-2:]
         top, left = (h - th) // 2, (w - tw) // 2
-        return x[..., top:top + th, left:left + tw]
+        return x[..., top : top + th, left : left + tw]
 
 
 class Compose(Transform):

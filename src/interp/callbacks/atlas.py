@@ -1,0 +1,64 @@
+"""``Atlas``: the unit atlas of the run, written after the other interpretations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from interp.callbacks.base import InterpretationCallback
+from interp.report import Reporter
+from interp.steps.atlas import unit_atlas
+
+
+class Atlas(InterpretationCallback):
+    """Build ``<run>/atlas/index.html`` from the results the callbacks before it saved
+    (:func:`interp.steps.atlas.unit_atlas`): a page per layer (every unit, sortable, filterable)
+    and per unit (examples, feature visualizations, weights, attributions, activation histogram,
+    nearest units). Put it last. ``result`` is the path of the index page (None off rank zero).
+
+    Args:
+        split: the data set the top-k indices refer to (``train``, as ``TopKExamples`` mines).
+        dataset, every_n_epochs, run_on_train_end, on_error, progress: see
+            :class:`InterpretationCallback`.
+    """
+
+    result: Path | None
+
+    def __init__(
+        self,
+        *,
+        split: str = "train",
+        dataset: Dataset | None = None,
+        every_n_epochs: int = 0,
+        run_on_train_end: bool = True,
+        on_error: str = "warn",
+        progress: bool = True,
+    ):
+        super().__init__(
+            "",
+            split=split,
+            dataset=dataset,
+            every_n_epochs=every_n_epochs,
+            run_on_train_end=run_on_train_end,
+            on_error=on_error,
+            progress=progress,
+        )
+
+    def interpret(
+        self,
+        model: nn.Module,
+        dataset: Dataset | None,
+        reporter: Reporter,
+        step: int,
+        others: list[Any],
+        progress: bool,
+    ) -> Path | None:
+        if not reporter.enabled:
+            return None
+        return unit_atlas(model, dataset, reporter.run_dir, progress=progress)
+
+    def validate(self, model: nn.Module, example: Any) -> None:
+        """The atlas reads saved results; there is no layer to check."""

@@ -1,0 +1,38 @@
+"""The unit atlas of a run: static pages over the results the other steps saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from interp.atlas import build_atlas
+from interp.optvis.receptive import ReceptiveField, box_for, receptive_field
+
+
+def receptive_boxes(model: nn.Module):
+    """``crop_box(layer, (row, col))`` for the atlas: the input box a conv position sees."""
+    fields: dict[str, ReceptiveField] = {}
+
+    def crop_box(layer: str, position: tuple[int, int]) -> tuple[int, int, int, int]:
+        if layer not in fields:
+            fields[layer] = receptive_field(model, layer)
+        return box_for(fields[layer], position)
+
+    return crop_box
+
+
+def unit_atlas(
+    model: nn.Module,
+    dataset: Dataset | None,
+    run_dir: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+) -> Path:
+    """Write ``<run_dir>/atlas/index.html`` (a page per layer and per unit) from the ``.pt`` results
+    under ``<run_dir>/interp``; conv examples are cropped to the receptive field of their maximum."""
+    return build_atlas(
+        run_dir, dataset=dataset, model=model, out_dir=out_dir, progress=progress, crop_box=receptive_boxes(model)
+    )

@@ -1,0 +1,244 @@
+"""Feature visualization: the input optimized for each unit (activation maximization), in one or
+more views. A view is a parameterization of the image, not another algorithm:
+
+* ``plain``: the default parameterization of :func:`interp.optvis.render` (Fourier basis,
+  colour decorrelation), with the configured TV/L1 penalties: what maximizes the unit;
+* ``prior``: the latent space of a generator learned on the data (:mod:`interp.optvis.latent`),
+  inside a trust region: what *data-like* input maximizes the unit. A prior can bias the picture
+  toward the data; the plain view stays beside it;
+* ``maco``: only the Fourier phase is optimized, the magnitude is the data's (Fel et al. 2023).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from interp.errors import InterpError
+from interp.optvis import Capture, Rendering, frozen, model_device, render_units
+from interp.optvis.latent import LatentParam
+from interp.optvis.maco import MacoParam
+from interp.optvis.param import unit_seeds
+from interp.optvis.templates import weight_template
+from interp.report import Reporter, grid, upscale
+from interp.steps.common import (
+    Units,
+    gather_shares,
+    image_regularizer,
+    model_example,
+    my_share,
+    resolve_units,
+    unit_tag,
+)
+from interp.steps.topk import Examples
+
+VIEWS = ("plain", "prior", "maco")
+
+
+@dataclass
+class Views:
+    """What :func:`feature_visualization` returns: per view, the rendering of every unit (row
+    ``i`` is ``units[i]``) and the activation it reaches; ``ratios`` holds, per view, the
+    activation over the unit's dataset maximum with the same reduction over positions (when the
+    layer's top-k examples were given)."""
+
+    units: list[int]
+    renderings: dict[str, Rendering]
+    activations: dict[str, torch.Tensor]
+    ratios: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def image(self, view: str, unit: int) -> torch.Tensor:
+        return self.renderings[view].image[self.units.index(unit)]
+
+    def covers(self, units: Sequence[int], views: Sequence[str] = ("plain",)) -> bool:
+        return set(units) <= set(self.units) and set(views) <= set(self.renderings)
+
+
+def like_for_like(model: nn.Module, layer: str, units: list[int], images: torch.Tensor, spatial: str) -> torch.Tensor:
+    """Each unit's activation on ``images`` (row i for ``units[i]``), reduced over positions the
+    way the top-k was mined (``max`` or ``mean``), so it compares with the dataset maximum."""
+    with frozen(model), Capture(model, [layer]) as cap, torch.no_grad():
+        acts = cap(images.to(model_device(model)))[layer]
+    rows = torch.arange(len(units), device=acts.device)
+    picked = acts[rows, torch.tensor(units, device=acts.device)]
+    if picked.dim() > 1:
+        picked = picked.flatten(1)
+        picked = picked.amax(1) if spatial == "max" else picked.mean(1)
+    return picked.float().cpu()
+
+
+def view_param(
+    view: str,
+    shape: tuple[int, ...],
+    units: Sequence[int],
+    seed: int,
+    prior: nn.Module | None = None,
+    magnitude: torch.Tensor | None = None,
+    prior_max_norm: float | None = None,
+) -> nn.Module | None:
+    """The parameterization of ``view`` for one image of ``shape`` (C, H, W) per unit, each row
+    seeded from (``seed``, unit); None: ``render_units``' default (seeded the same way)."""
+    seeds = unit_seeds(seed, units)
+    if view == "plain":
+        return None
+    if view == "prior":
+        if prior is None:
+            raise InterpError(
+                "the prior view needs a learned prior (a decoder); train one with interp.models.train_prior(data)"
+            )
+        return LatentParam(prior, batch=len(units), seed=seeds, max_norm=prior_max_norm)
+    if view == "maco":
+        return MacoParam((len(units), *shape), magnitude=magnitude, seed=seeds)
+    raise InterpError(f"unknown view {view!r}: use {', '.join(VIEWS)}")
+
+
+def _join(parts: list[Rendering], units: list[int]) -> Rendering:
+    """One rendering from renderings of consecutive chunks of ``units``."""
+    parts = [p for p in parts if p.units]
+    images = [torch.cat([p.images[i] for p in parts]) for i in range(len(parts[0].images))]
+    activations = [p.activations if p.activations is not None else p.scores for p in parts]
+    return Rendering(
+        images,
+        parts[0].thresholds,
+        torch.cat([p.history for p in parts], 1),
+        torch.cat([p.scores for p in parts]),
+        units,
+        torch.cat(activations),
+    )
+
+
+def render_view(
+    model: nn.Module,
+    layer: str,
+    units: list[int],
+    view: str,
+    *,
+    image_shape: tuple[int, ...],
+    max_batch: int | None = None,
+    seed: int = 0,
+    prior: nn.Module | None = None,
+    magnitude: torch.Tensor | None = None,
+    prior_max_norm: float | None = None,
+    regularizer: Any = None,
+    progress: bool = False,
+    **render_kwargs: Any,
+) -> Rendering:
+    """Render ``units`` in one view, split across torch.distributed ranks (each renders its share)
+    and in chunks of at most ``max_batch`` units (bounded memory). Every row is seeded from
+    (``seed``, unit) and the transforms from ``seed``, so on the CPU the images are the same bits
+    as one batch in one process."""
+    share = my_share(units)
+    chunk = max_batch or max(1, len(share))
+    parts = []
+    for start in range(0, len(share), chunk):
+        part_units = share[start : start + chunk]
+        param = view_param(view, image_shape, part_units, seed, prior, magnitude, prior_max_norm)
+        parts.append(
+            render_units(
+                model,
+                layer,
+                part_units,
+                seed=seed,
+                shape=image_shape,
+                param=param,
+                regularizer=regularizer,
+                progress=progress,
+                **render_kwargs,
+            )
+        )
+    gathered = [p for rank_parts in gather_shares(parts) for p in rank_parts]
+    return _join(gathered, units)
+
+
+def feature_visualization(
+    model: nn.Module,
+    reporter: Reporter,
+    *,
+    layer: str,
+    units: Units = None,
+    views: Sequence[str] = ("plain",),
+    steps: int = 256,
+    lr: float = 0.05,
+    seed: int = 0,
+    transforms: Callable | str | None = "default",
+    kind: str = "channel",
+    shape: Sequence[int] | None = None,
+    tv_weight: float = 0.0,
+    l1_weight: float = 0.0,
+    prior: nn.Module | None = None,
+    prior_max_norm: float | None = None,
+    magnitude: torch.Tensor | None = None,
+    examples: Examples | None = None,
+    max_batch: int | None = None,
+    step: int = 0,
+    progress: bool = False,
+) -> Views:
+    """Optimize one input per unit and view (one batched run per view) and log
+    ``interp/featvis/<layer>/unit_XXX`` (the first view; others as ``.../<view>/unit_XXX``) with the
+    achieved activation (``.../activation``), a grid of all units per view and, given the layer's
+    top-k ``examples``, ``.../ratio_to_dataset_max`` (the same reduction over positions on both
+    sides). Saves ``interp/featvis/<layer>/featvis.pt`` (``units``; per view the images and
+    ``activation_<view>``). Under torch.distributed each rank renders its share of the units (in
+    chunks of ``max_batch``) and every rank ends with all of them; only rank zero writes."""
+    example = model_example(model)
+    if shape is not None:
+        example = torch.zeros(1, *tuple(shape)[-3:])
+    if example is None:
+        raise InterpError(
+            f"feature visualization of {layer} needs the input shape: set the model's "
+            "example_input_array or pass shape=(C, H, W)"
+        )
+    unit_list = resolve_units(model, layer, units, example)
+    image_shape = tuple(example.shape[1:])
+    result = Views(unit_list, {}, {})
+    saved: dict[str, torch.Tensor] = {"units": torch.tensor(unit_list)}
+    for index, view in enumerate(views):
+        regularizer = image_regularizer(tv_weight, l1_weight) if view == "plain" else None
+        rendering = render_view(
+            model,
+            layer,
+            unit_list,
+            view,
+            image_shape=image_shape,
+            max_batch=max_batch,
+            seed=seed,
+            prior=prior,
+            magnitude=magnitude,
+            prior_max_norm=prior_max_norm,
+            regularizer=regularizer,
+            progress=progress,
+            kind=kind,
+            steps=steps,
+            lr=lr,
+            transforms=transforms,
+        )
+        activations = rendering.activations if rendering.activations is not None else rendering.scores
+        result.renderings[view], result.activations[view] = rendering, activations
+        if examples is not None and examples.covers(unit_list):
+            same_stat = like_for_like(model, layer, unit_list, rendering.image, examples.spatial)
+            best = torch.stack([examples.top.values[examples.row(u), 0] for u in unit_list]).float()
+            result.ratios[view] = same_stat / best.where(best != 0, torch.full_like(best, float("nan")))
+        prefix = f"interp/featvis/{layer}" if index == 0 else f"interp/featvis/{layer}/{view}"
+        for row, unit in enumerate(unit_list):
+            tag = f"{prefix}/unit_{unit:03d}" if index else unit_tag("featvis", layer, unit)
+            reporter.image(tag, upscale(rendering.image[row], 112), step)
+            reporter.scalar(tag + "/activation", float(activations[row]), step)
+            if view in result.ratios and torch.isfinite(result.ratios[view][row]):
+                reporter.scalar(tag + "/ratio_to_dataset_max", float(result.ratios[view][row]), step)
+        reporter.image(f"{prefix}/all", grid(rendering.image, padding=2), step)
+        saved[view] = rendering.image.clone()
+        saved[f"activation_{view}"] = activations.clone()
+        if view in result.ratios:
+            saved[f"ratio_{view}"] = result.ratios[view].clone()
+    reporter.save(f"featvis/{layer}/featvis.pt", saved)
+    try:  # a layer that reads the input directly: its weights are an exact, free picture of each unit
+        weights = weight_template(model, layer, unit_list)
+    except ValueError:
+        weights = None
+    if weights is not None:
+        reporter.save(f"templates/{layer}/templates.pt", {"units": torch.tensor(unit_list), "weights": weights})
+    return result

@@ -1,0 +1,51 @@
+"""Inversion: test examples reconstructed from a layer's representation (Mahendran & Vedaldi)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from interp.optvis import Reconstruction, invert
+from interp.report import Reporter, grid, titled_row
+from interp.steps.common import check_layer, example_input
+
+
+def inversion(
+    model: nn.Module,
+    dataset: Dataset,
+    reporter: Reporter,
+    *,
+    layer: str,
+    n_examples: int = 8,
+    steps: int = 400,
+    lr: float = 0.05,
+    lambda_tv: float = 1e-4,
+    lambda_alpha: float = 1e-5,
+    seed: int = 0,
+    step: int = 0,
+    progress: bool = False,
+) -> Reconstruction:
+    """Invert the first ``n_examples`` of ``dataset`` from ``layer``; log ``interp/inversion/<layer>``
+    (originals above, reconstructions below) and ``.../relative_error`` (the mean relative
+    representation error)."""
+    check_layer(model, layer)
+    images = example_input(dataset, n_examples)
+    result = invert(
+        model,
+        layer,
+        images,
+        steps=steps,
+        lr=lr,
+        lambda_tv=lambda_tv,
+        lambda_alpha=lambda_alpha,
+        seed=seed,
+        progress=progress,
+    )
+    both = torch.cat([images, result.image])
+    picture = titled_row(
+        [grid(both, nrow=images.shape[0], min_size=56)], [f"originals (top) | reconstructions from {layer} (bottom)"]
+    )
+    reporter.image(f"interp/inversion/{layer}", picture, step)
+    reporter.scalar(f"interp/inversion/{layer}/relative_error", float(result.error.mean()), step)
+    return result

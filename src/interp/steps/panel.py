@@ -1,0 +1,93 @@
+"""The unit panel: a unit's maximal-activation examples beside the inputs optimized for it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from interp.optvis.templates import weight_template
+from interp.report import Reporter, signed_with_legend, titled_row, topk_grid, upscale
+from interp.steps.common import Units, example_input, resolve_units, unit_tag
+from interp.steps.featvis import Views, feature_visualization, like_for_like
+from interp.steps.topk import Examples, mine
+
+VIEW_TITLES = {"plain": "plain optimum", "prior": "optimum under the data prior", "maco": "MaCo optimum"}
+
+
+def _template(model: nn.Module, layer: str, unit: int) -> torch.Tensor | None:
+    """The unit's weights as an image when the layer reads the input directly (``dense_1``)."""
+    try:
+        return weight_template(model, layer, [unit])[0]
+    except ValueError:
+        return None
+
+
+def unit_panels(
+    model: nn.Module,
+    dataset: Dataset,
+    reporter: Reporter,
+    *,
+    layer: str,
+    units: Units = None,
+    k: int = 16,
+    batch_size: int = 1024,
+    views: Sequence[str] = ("plain",),
+    steps: int = 256,
+    lr: float = 0.05,
+    seed: int = 0,
+    transforms: Callable | str | None = "default",
+    tv_weight: float = 0.0,
+    l1_weight: float = 0.0,
+    prior: nn.Module | None = None,
+    prior_max_norm: float | None = None,
+    examples: Examples | None = None,
+    rendering: Views | None = None,
+    step: int = 0,
+) -> dict[int, Path | None]:
+    """Log ``interp/panel/<layer>/unit_XXX`` per unit: its ``k`` best examples of ``dataset``, then
+    the input optimized for it in each of ``views`` (captioned with its activation and its ratio to
+    the unit's dataset maximum, the same reduction over positions on both sides) and, for a layer
+    that reads the input directly, its weights. ``examples`` and ``rendering``, when given and
+    covering the units and views, are used instead of mining and rendering again. Returns the
+    PNG path of each unit."""
+    unit_list = resolve_units(model, layer, units, example_input(dataset))
+    if examples is None or not examples.covers(unit_list, k):
+        examples = Examples(mine(model, layer, unit_list, k, dataset, batch_size), None, dataset)
+    if rendering is None or not rendering.covers(unit_list, views):
+        rendering = feature_visualization(
+            model,
+            Reporter(reporter.run_dir, enabled=False),
+            layer=layer,
+            units=unit_list,
+            views=views,
+            steps=steps,
+            lr=lr,
+            seed=seed,
+            transforms=transforms,
+            tv_weight=tv_weight,
+            l1_weight=l1_weight,
+            prior=prior,
+            prior_max_norm=prior_max_norm,
+        )
+    paths: dict[int, Path | None] = {}
+    for unit in unit_list:
+        best = float(examples.top.values[examples.row(unit), 0])
+        left = upscale(topk_grid(examples.top, examples.dataset, examples.row(unit), nrow=4), 256)
+        pictures, titles = [left], [f"top {examples.top.k} examples (best {best:.3g})"]
+        for view in views:
+            image = rendering.image(view, unit)
+            value = float(like_for_like(model, layer, [unit], image[None], examples.spatial)[0])
+            ratio = f", {value / best:.2f}x max" if best > 0 else ""
+            pictures.append(upscale(image, int(left.shape[-2])))
+            titles.append(f"{VIEW_TITLES.get(view, view)}: {value:.3g}{ratio}")
+        template = _template(model, layer, unit)
+        if template is not None:
+            pictures.append(signed_with_legend(template, size=int(left.shape[-2])))
+            titles.append("weights (red +, blue -)")
+        img = titled_row(pictures, titles, title=f"{layer} unit {unit}")
+        paths[unit] = reporter.image(unit_tag("panel", layer, unit), img, step)
+    return paths

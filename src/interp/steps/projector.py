@@ -1,0 +1,99 @@
+"""A layer's activations in TensorBoard's embedding projector, and a t-SNE picture."""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from interp.optvis import Capture, frozen, model_device
+from interp.report import Reporter, pil_to_tensor
+from interp.steps.common import check_layer, sequential_loader
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Embedding:
+    """Activations [n, D] (flattened), the inputs [n, C, H, W] and their labels [n] (or None)."""
+
+    features: torch.Tensor
+    images: torch.Tensor
+    labels: torch.Tensor | None
+
+
+def layer_activations(model: nn.Module, layer: str, dataset: Dataset, n: int, batch_size: int = 1024) -> Embedding:
+    """The activations of ``layer`` for the first ``n`` items of ``dataset``."""
+    feats, images, labels = [], [], []
+    device = model_device(model)
+    with frozen(model), Capture(model, [layer]) as cap, torch.inference_mode():
+        for batch in sequential_loader(dataset, batch_size, 0, min(n, len(dataset))):  # type: ignore[arg-type]
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            feats.append(cap(x.to(device))[layer].flatten(1).float().cpu())
+            images.append(x.cpu())
+            if isinstance(batch, (tuple, list)) and len(batch) > 1:
+                labels.append(torch.as_tensor(batch[1]).cpu())
+    return Embedding(torch.cat(feats), torch.cat(images), torch.cat(labels) if labels else None)
+
+
+def tsne_picture(features: torch.Tensor, labels: torch.Tensor | None, title: str, seed: int = 0) -> torch.Tensor | None:
+    """A 2-D t-SNE scatter coloured by label as a [3, H, W] image (needs scikit-learn and
+    matplotlib: ``pip install interp[tsne]``); None when they are missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from sklearn.manifold import TSNE
+    except ImportError:
+        log.warning("t-SNE picture skipped: install scikit-learn and matplotlib (pip install 'interp[tsne]')")
+        return None
+    from PIL import Image
+
+    xy = TSNE(n_components=2, init="pca", perplexity=30, random_state=seed).fit_transform(features.numpy())
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
+    colors = labels.numpy() if labels is not None else None
+    scatter = ax.scatter(xy[:, 0], xy[:, 1], c=colors, cmap="tab10", s=4)
+    if labels is not None:
+        ax.legend(*scatter.legend_elements(), loc="best", fontsize=7, title="label")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return pil_to_tensor(Image.open(io.BytesIO(buf.getvalue())))
+
+
+def embedding_projector(
+    model: nn.Module,
+    dataset: Dataset,
+    reporter: Reporter,
+    *,
+    layer: str,
+    n: int = 2000,
+    tsne: bool = True,
+    seed: int = 0,
+    split: str = "test",
+    step: int = 0,
+) -> Embedding:
+    """The activations of ``layer`` for ``n`` examples in TensorBoard's projector (tag
+    ``interp/projector/<layer>``, with the images as sprites and the labels as metadata) and a
+    static t-SNE scatter ``interp/tsne/<layer>`` (when scikit-learn and matplotlib are installed)."""
+    check_layer(model, layer)
+    result = layer_activations(model, layer, dataset, n)
+    metadata = result.labels.tolist() if result.labels is not None else None
+    reporter.embedding(
+        f"interp/projector/{layer}", result.features, metadata=metadata, label_img=result.images.float(), step=step
+    )
+    if tsne and reporter.enabled:
+        picture = tsne_picture(
+            result.features, result.labels, f"t-SNE of {layer} ({len(result.features)} {split} examples)", seed
+        )
+        if picture is not None:
+            reporter.image(f"interp/tsne/{layer}", picture, step)
+    return result

@@ -1,0 +1,161 @@
+"""Top-k dataset examples: the inputs of a data set that activate each unit most (and least)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from interp.optvis.receptive import ReceptiveField, box_for, crop_field, receptive_field
+from interp.optvis.topk import TopK, all_gather_topk, mine_topk, shard_range
+from interp.report import Reporter, draw_boxes, grid, titled_row, topk_images
+from interp.steps.common import Units, distributed, example_input, resolve_units, sequential_loader, unit_tag
+
+
+@dataclass
+class Examples:
+    """What :func:`topk_examples` returns: the top-k (and bottom-k) of each unit, the data set
+    the indices point into, and how conv positions were reduced (``max`` or ``mean``)."""
+
+    top: TopK
+    bottom: TopK | None
+    dataset: Dataset
+    spatial: str = "max"
+
+    def covers(self, units: list[int], k: int = 1) -> bool:
+        """Whether this result holds at least ``k`` examples for each of ``units``."""
+        return set(units) <= set(self.top.units.tolist()) and self.top.k >= min(k, len(self.dataset))  # type: ignore[arg-type]
+
+    def row(self, unit: int) -> int:
+        return self.top.units.tolist().index(unit)
+
+
+def mine(
+    model: nn.Module,
+    layer: str,
+    units: list[int],
+    k: int,
+    dataset: Dataset,
+    batch_size: int = 1024,
+    largest: bool = True,
+    spatial: str = "max",
+    progress: bool = False,
+    rank: int | None = None,
+    world_size: int | None = None,
+) -> TopK:
+    """Mine ``dataset`` for ``units``; under torch.distributed each rank mines its shard and the
+    results are merged exactly (every rank gets the global top-k). ``rank`` and ``world_size``
+    default to torch.distributed's."""
+    dist_rank, dist_world = distributed()
+    rank = dist_rank if rank is None else rank
+    world = dist_world if world_size is None else world_size
+    n = len(dataset)  # type: ignore[arg-type]
+    if world == 1:
+        return mine_topk(
+            model,
+            layer,
+            sequential_loader(dataset, batch_size),
+            k=k,
+            units=units,
+            spatial=spatial,
+            largest=largest,
+            progress=progress,
+        )
+    start, stop = shard_range(n, rank, world, align=batch_size)
+    if start == stop:
+        # More ranks than batches: this rank has nothing to mine, but it must still take part in
+        # the gather. Mine one example for the shapes and send an empty result.
+        probe = mine_topk(
+            model, layer, sequential_loader(dataset, 1, 0, 1), k=1, units=units, spatial=spatial, largest=largest
+        )
+        positions = None if probe.positions is None else probe.positions[:, :0]
+        part = TopK(probe.values[:, :0], probe.indices[:, :0], positions, probe.units, layer, largest, k)
+    else:
+        part = mine_topk(
+            model,
+            layer,
+            sequential_loader(dataset, batch_size, start, stop),
+            k=k,
+            units=units,
+            spatial=spatial,
+            largest=largest,
+            index_offset=start,
+        )
+    return all_gather_topk(part)
+
+
+def _labels(dataset: Dataset, indices: torch.Tensor) -> torch.Tensor | None:
+    first = dataset[0]
+    if not (isinstance(first, (tuple, list)) and len(first) > 1):
+        return None
+    try:
+        flat = [int(dataset[i][1]) if i >= 0 else -1 for i in indices.flatten().tolist()]
+    except (TypeError, ValueError):
+        return None
+    return torch.tensor(flat, dtype=torch.long).reshape(indices.shape)
+
+
+def receptive_picture(images: torch.Tensor, positions: torch.Tensor, field: ReceptiveField) -> torch.Tensor:
+    """Conv examples the Microscope way: each example cropped to the receptive field of the
+    position of its maximum, beside the full images with that box drawn."""
+    boxes = [box_for(field, p.tolist(), images.shape[-2:]) for p in positions]
+    crops = crop_field(images, field, [p.tolist() for p in positions])
+    nrow = max(1, math.ceil(math.sqrt(len(images))))
+    return titled_row(
+        [grid(crops, nrow=nrow, min_size=72), grid(draw_boxes(images, boxes), nrow=nrow, min_size=72)],
+        [f"field of the max ({field.size[0]}x{field.size[1]} px)", "where it lies"],
+    )
+
+
+def topk_examples(
+    model: nn.Module,
+    dataset: Dataset,
+    reporter: Reporter,
+    *,
+    layer: str,
+    units: Units = None,
+    k: int = 16,
+    batch_size: int = 1024,
+    spatial: str = "max",
+    bottom: bool = False,
+    step: int = 0,
+    progress: bool = False,
+) -> Examples:
+    """Mine ``dataset`` and log, per unit, the grid of its ``k`` maximal-activation examples
+    (``interp/topk/<layer>/unit_XXX``) and their best activation (``.../max_activation``); with
+    ``bottom`` also the most negative ones (``interp/topk_bottom/...``). Saves
+    ``interp/topk/<layer>/topk.pt`` (``units``, ``values``, ``indices``, ``positions`` for conv
+    layers, ``labels`` when the data has them, ``dataset_max``)."""
+    unit_list = resolve_units(model, layer, units, example_input(dataset))
+    top = mine(model, layer, unit_list, k, dataset, batch_size, largest=True, spatial=spatial, progress=progress)
+    low = mine(model, layer, unit_list, k, dataset, batch_size, largest=False, spatial=spatial) if bottom else None
+    field = receptive_field(model, layer) if top.positions is not None else None
+    for kind, result in (("topk", top), ("topk_bottom", low)):
+        if result is None:
+            continue
+        for row, unit in enumerate(result.units.tolist()):
+            tag = unit_tag(kind, layer, unit)
+            images = topk_images(result, dataset, row)
+            picture = grid(images, min_size=0)
+            if field is not None and result.positions is not None:
+                picture = receptive_picture(images, result.positions[row, : len(images)], field)
+            reporter.image(tag, picture, step)
+            reporter.scalar(tag + "/max_activation", float(result.values[row, 0]), step)
+    saved: dict[str, torch.Tensor] = {
+        "units": top.units,
+        "values": top.values,
+        "indices": top.indices,
+        "dataset_max": top.values[:, 0].clone(),
+    }
+    if top.positions is not None:
+        saved["positions"] = top.positions
+    labels = _labels(dataset, top.indices)
+    if labels is not None:
+        saved["labels"] = labels
+    if low is not None:
+        saved["bottom_values"], saved["bottom_indices"] = low.values, low.indices
+    reporter.save(f"topk/{layer}/topk.pt", saved)
+    return Examples(top, low, dataset, spatial)
