@@ -72,9 +72,9 @@ def image_tags(log_dir: Path) -> set[str]:
 
     tags = set()
     for f in Path(log_dir).glob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(f), size_guidance={"images": 0, "scalars": 0})
+        acc = EventAccumulator(str(f), size_guidance={"images": 0, "scalars": 0, "histograms": 0})
         acc.Reload()
-        tags |= set(acc.Tags()["images"]) | set(acc.Tags()["scalars"])
+        tags |= set(acc.Tags()["images"]) | set(acc.Tags()["scalars"]) | set(acc.Tags()["histograms"])
     return tags
 
 
@@ -130,14 +130,14 @@ def test_callbacks_on_a_user_cnn(tmp_path, mnist_small):
     trainer.fit(model, UserData(x, y))
     tags = image_tags(tmp_path)
     for tag in (
-        "interp/topk/features.3/unit_005",
-        "interp/featvis/features.3/unit_005",
-        "interp/panel/features.3/unit_005",
-        "interp/inversion/features.2",
-        "interp/dream/features.3",
-        "interp/attribution/features.3/unit_005",
-        "interp/captum/features.3/activation_maxdiff",
-        "interp/featvis/features.3/unit_005/ratio_to_dataset_max",
+        "topk/features.3/unit_005",
+        "featvis/features.3/unit_005",
+        "panel/features.3/unit_005",
+        "inversion/features.2",
+        "dream/features.3",
+        "attribution/features.3/unit_005",
+        "captum/features.3/activation_maxdiff",
+        "featvis/features.3/ratio_to_dataset_max",
     ):
         assert tag in tags, tag
     png = tmp_path / "interp" / "panel" / "features.3" / "unit_005.png"
@@ -189,7 +189,7 @@ def test_scalars_reach_every_logger(tmp_path, mnist_small):
     from lightning.pytorch.loggers import CSVLogger
 
     x, y = mnist_small[0][:256], mnist_small[1][:256]
-    cb = FeatureVisualization("features.3", units=[1], steps=4, progress=False, on_error="raise")
+    cb = Inversion("features.2", n_examples=2, steps=4, split="train", progress=False, on_error="raise")
     loggers = [TensorBoardLogger(tmp_path, name="", version=""), CSVLogger(tmp_path / "csv", name="", version="")]
     trainer = L.Trainer(
         max_epochs=1,
@@ -203,13 +203,10 @@ def test_scalars_reach_every_logger(tmp_path, mnist_small):
     trainer.fit(UserCNN(), UserData(x, y))
     with open(tmp_path / "csv" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    values = [
-        r["interp/featvis/features.3/unit_001/activation"]
-        for r in rows
-        if r.get("interp/featvis/features.3/unit_001/activation")
-    ]
-    assert values and abs(float(values[0]) - float(cb.result.activations[0])) < 1e-5
-    assert "interp/featvis/features.3/unit_001/activation" in image_tags(tmp_path)
+    tag = "inversion/features.2/relative_error"
+    values = [r[tag] for r in rows if r.get(tag)]
+    assert values and abs(float(values[0]) - float(cb.result.error.mean())) < 1e-5
+    assert tag in image_tags(tmp_path)
 
 
 class Failing(InterpretationCallback):
@@ -259,7 +256,7 @@ def test_on_demand_run_restores_mode_and_survives_inference_mode(tmp_path, train
         with torch.inference_mode():
             cb.run(trainer, trained_mlp)
         assert trained_mlp.training is mode
-    assert cb.result.image.shape == (1, 1, 28, 28)
+    assert cb.result.image("plain", 32).shape == (1, 28, 28)
     # no TensorBoard logger: PNGs only
     assert (tmp_path / "interp" / "featvis" / "dense_1" / "unit_032.png").is_file()
 
@@ -350,7 +347,7 @@ def test_projector_files(tmp_path, trained_mlp, mnist_root):
     cb.run(trainer, trained_mlp)
     assert cb.result.features.shape == (200, 512)
     configs = list(tmp_path.glob("**/projector_config.pbtxt"))
-    assert configs and "interp" in configs[0].read_text()
+    assert configs and "projector/dense_2" in configs[0].read_text()
     assert list(tmp_path.glob("**/sprite.png")) and list(tmp_path.glob("**/metadata.tsv"))
     assert (tmp_path / "interp" / "tsne" / "dense_2.png").is_file()
 
@@ -377,6 +374,6 @@ def test_every_n_epochs_logs_at_each_epoch(tmp_path, mnist_small):
     for f in tmp_path.glob("events.out.tfevents.*"):
         acc = EventAccumulator(str(f), size_guidance={"images": 0})
         acc.Reload()
-        if "interp/featvis/features.3/unit_001" in acc.Tags()["images"]:
-            steps += [e.step for e in acc.Images("interp/featvis/features.3/unit_001")]
+        if "featvis/features.3/unit_001" in acc.Tags()["images"]:
+            steps += [e.step for e in acc.Images("featvis/features.3/unit_001")]
     assert sorted(steps) == [2, 4]  # the trainer's global step after each epoch of 2 batches

@@ -248,13 +248,13 @@ def test_events_hold_the_same_images(runs):
     ref = _image_summaries(_events(single)[0])
     got = _image_summaries(_events(ddp)[0])
     expected = {
-        "interp/topk/dense_1/unit_030",
-        "interp/topk/dense_1/unit_031",
-        "interp/topk/dense_1/unit_032",
-        *(f"interp/featvis/dense_1/unit_{u:03d}" for u in (30, 31, 32)),
-        "interp/featvis/dense_1/all",
-        "interp/panel/dense_1/unit_032",
-        *(f"interp/attribution/dense_1/unit_{u:03d}" for u in (30, 31, 32)),
+        "topk/dense_1/unit_030",
+        "topk/dense_1/unit_031",
+        "topk/dense_1/unit_032",
+        *(f"featvis/dense_1/unit_{u:03d}" for u in (30, 31, 32)),
+        "featvis/dense_1/all",
+        "panel/dense_1/unit_032",
+        *(f"attribution/dense_1/unit_{u:03d}" for u in (30, 31, 32)),
     }
     assert set(ref) == expected
     assert set(got) == expected

@@ -19,15 +19,17 @@ pytestmark = pytest.mark.slow
 
 N_PROJECTED = 300
 IMAGE_TAGS = (
-    "interp/topk/dense_1/unit_032",
-    "interp/featvis/dense_1/unit_032",
-    "interp/panel/dense_1/unit_032",
-    "interp/inversion/dense_1",
+    "topk/dense_1/unit_032",
+    "featvis/dense_1/all",
+    "featvis/dense_1/unit_032",
+    "panel/dense_1/unit_032",
+    "inversion/dense_1",
 )
-SCALAR_TAGS = (
-    "interp/featvis/dense_1/unit_032/activation",
-    "interp/topk/dense_1/unit_032/max_activation",
-    "interp/inversion/dense_1/relative_error",
+SCALAR_TAGS = ("inversion/dense_1/relative_error",)
+HISTOGRAM_TAGS = (
+    "featvis/dense_1/activation",
+    "featvis/dense_1/ratio_to_dataset_max",
+    "topk/dense_1/best_activation",
 )
 TRAIN_ARGS = [
     "trainer=fast",
@@ -93,9 +95,36 @@ def test_image_tags_listed(tb):
     for tag in IMAGE_TAGS:
         assert tag in tags, f"{tag} missing from {sorted(tags)}"
     for unit in (30, 31, 32):
-        assert f"interp/topk/dense_1/unit_{unit:03d}" in tags
-        assert f"interp/featvis/dense_1/unit_{unit:03d}" in tags
-    assert not any(t.startswith("interp/tsne/") for t in tags), "tsne=false still logged a t-SNE picture"
+        assert f"topk/dense_1/unit_{unit:03d}" in tags
+        assert f"featvis/dense_1/unit_{unit:03d}" in tags
+    assert not any(t.startswith("tsne/") for t in tags), "tsne=false still logged a t-SNE picture"
+
+
+def test_tags_are_grouped_by_kind_and_described(tb):
+    """The first path component is the kind, so TensorBoard shows one group per kind, and every
+    image tag carries a description of what it shows."""
+    url, run = tb
+    tags = get_json(url, "/data/plugin/images/tags")[run]
+    assert {t.split("/")[0] for t in tags} == {"topk", "featvis", "panel", "inversion"}
+    for tag, info in tags.items():
+        assert len(info.get("description", "")) > 20, (tag, info)
+    assert "dense_1 unit 32" in tags["panel/dense_1/unit_032"]["description"]
+
+
+@pytest.mark.parametrize("tag", HISTOGRAM_TAGS)
+def test_per_layer_histograms(tb, tag):
+    url, run = tb
+    assert tag in get_json(url, "/data/plugin/histograms/tags")[run]
+    points = get_json(url, "/data/plugin/histograms/histograms", {"run": run, "tag": tag})
+    assert len(points) == 1 and points[0][2], points
+
+
+def test_unit_table_in_the_text_tab(tb):
+    url, run = tb
+    assert "featvis/dense_1/table" in get_json(url, "/data/plugin/text/tags")[run]
+    entries = get_json(url, "/data/plugin/text/text", {"run": run, "tag": "featvis/dense_1/table"})
+    html = entries[0]["text"]
+    assert "<table>" in html and "top-k majority label" in html and ">32<" in html
 
 
 def _fetch_image(url, run, tag) -> tuple[Image.Image, bytes]:
@@ -111,10 +140,10 @@ def _fetch_image(url, run, tag) -> tuple[Image.Image, bytes]:
 @pytest.mark.parametrize(
     "tag",
     [
-        "interp/panel/dense_1/unit_032",
-        "interp/topk/dense_1/unit_032",
-        "interp/featvis/dense_1/unit_032",
-        "interp/inversion/dense_1",
+        "panel/dense_1/unit_032",
+        "topk/dense_1/unit_032",
+        "featvis/dense_1/unit_032",
+        "inversion/dense_1",
     ],
 )
 def test_image_served_as_written(tb, trained_run, tag):
@@ -124,7 +153,7 @@ def test_image_served_as_written(tb, trained_run, tag):
     served, body = _fetch_image(url, run, tag)
     assert body[:8] == b"\x89PNG\r\n\x1a\n"
     assert served.format == "PNG"
-    png = trained_run[1] / "interp" / (tag.removeprefix("interp/") + ".png")
+    png = trained_run[1] / "interp" / (tag + ".png")
     assert png.is_file(), png
     written = Image.open(png)
     assert served.size == written.size
@@ -136,7 +165,7 @@ def test_image_served_as_written(tb, trained_run, tag):
 def test_panel_size(tb):
     """The panel is wide (examples grid | optimized input side by side) and at least 256 px high."""
     url, run = tb
-    served, _ = _fetch_image(url, run, "interp/panel/dense_1/unit_032")
+    served, _ = _fetch_image(url, run, "panel/dense_1/unit_032")
     w, h = served.size
     assert h >= 256 and w > h
 
@@ -148,7 +177,7 @@ def test_projector(tb):
     embeddings = info["embeddings"]
     assert len(embeddings) == 1, embeddings
     emb = embeddings[0]
-    assert emb["tensorName"].startswith("interp/projector/dense_2")
+    assert emb["tensorName"].startswith("projector/dense_2")
     assert [int(d) for d in emb["tensorShape"]] == [N_PROJECTED, 512]
     assert [int(d) for d in emb["sprite"]["singleImageDim"]] == [28, 28]
 

@@ -128,6 +128,9 @@ def train(cfg: DictConfig) -> float:
         _report_stop(stop, folder, str(cfg.experiment))
     acc = float(results[0]["test/acc"]) if results and "test/acc" in results[0] else float("nan")
     if trainer.is_global_zero:
+        timed = [cb for cb in callbacks if getattr(cb, "seconds", None) is not None]
+        if timed:
+            print("\ninterpretations: " + ", ".join(f"{type(cb).__name__} {cb.seconds:.1f} s" for cb in timed))
         print(f"\ntest accuracy: {acc:.4f} ({len(datamodule.test_set)} test images)")
         print(f"run:          {folder}")
         print(f"checkpoints:  {folder / 'checkpoints'} (last.ckpt, best by val/acc)")

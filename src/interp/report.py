@@ -210,13 +210,21 @@ class Reporter:
             run_dir = trainer.log_dir or trainer.default_root_dir
         return cls(run_dir, writer, enabled=trainer.is_global_zero, loggers=trainer.loggers)
 
-    def image(self, tag: str, img: torch.Tensor, step: int = 0) -> Path | None:
-        """Log a [3, H, W] (or [1, H, W]) image in [0, 1] under ``tag``; returns the PNG path."""
+    def image(self, tag: str, img: torch.Tensor, step: int = 0, description: str | None = None) -> Path | None:
+        """Log a [3, H, W] (or [1, H, W]) image in [0, 1] under ``tag`` (with ``description``, shown
+        by TensorBoard beside the image); returns the PNG path."""
         if not self.enabled:
             return None
         img = to_rgb(img).clamp(0, 1)
         if self.writer is not None:
-            self.writer.add_image(tag, img, global_step=step, dataformats="CHW")
+            if description and hasattr(self.writer, "_get_file_writer"):
+                from torch.utils.tensorboard.summary import image as image_summary
+
+                summary = image_summary(tag, img, dataformats="CHW")
+                summary.value[0].metadata.summary_description = description
+                self.writer._get_file_writer().add_summary(summary, step)
+            else:
+                self.writer.add_image(tag, img, global_step=step, dataformats="CHW")
         path = tag_to_path(self.png_dir, tag)
         path.parent.mkdir(parents=True, exist_ok=True)
         tensor_to_pil(img).save(path)
@@ -232,6 +240,18 @@ class Reporter:
                 logger.log_metrics({tag: float(value)}, step=step)
         elif self.writer is not None:
             self.writer.add_scalar(tag, float(value), global_step=step)
+
+    def histogram(self, tag: str, values: torch.Tensor, step: int = 0) -> None:
+        """The distribution of ``values`` (one per unit, say) as a TensorBoard histogram."""
+        finite = values.detach().float().cpu().flatten()
+        finite = finite[torch.isfinite(finite)]
+        if self.enabled and self.writer is not None and finite.numel():
+            self.writer.add_histogram(tag, finite, global_step=step)
+
+    def text(self, tag: str, markdown: str, step: int = 0) -> None:
+        """Markdown for TensorBoard's TEXT tab (tables, notes)."""
+        if self.enabled and self.writer is not None:
+            self.writer.add_text(tag, markdown, global_step=step)
 
     def embedding(
         self, tag: str, features: torch.Tensor, metadata: Any = None, label_img: Any = None, step: int = 0
@@ -297,3 +317,23 @@ def draw_boxes(
             out[k, :, top:bottom, min(left + t, w - 1)] = c
             out[k, :, top:bottom, max(right - 1 - t, 0)] = c
     return out
+
+
+def labelled_grid(
+    images: torch.Tensor, labels: Sequence[str], nrow: int | None = None, min_size: int = 56, font_size: int = 12
+) -> torch.Tensor:
+    """A grid of ``images`` ([N, C, h, w] in [0, 1]) with ``labels[i]`` under image ``i``: [3, H, W]."""
+    x = upscale(to_rgb(images).clamp(0, 1), min_size)
+    n, _, h, w = x.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    pad, label_h = 4, font_size + 6
+    canvas = Image.new("RGB", (nrow * (w + pad) + pad, rows * (h + label_h + pad) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = _font(font_size)
+    for i in range(n):
+        r, c = divmod(i, nrow)
+        left, top = pad + c * (w + pad), pad + r * (h + label_h + pad)
+        canvas.paste(tensor_to_pil(x[i]), (left, top))
+        draw.text((left + w // 2, top + h + 2), str(labels[i]), fill="black", font=font, anchor="mt")
+    return pil_to_tensor(canvas)

@@ -128,6 +128,7 @@ def run_visualize(cfg: DictConfig, run_dir: Path) -> list[Path]:
     print(f"interp visualize: {subject.description}, layer {layer}: {names}")
     for cb in callbacks:
         cb.apply(model, data, reporter, others=callbacks, progress=True)
+        print(f"  {type(cb).__name__}: {cb.seconds:.1f} s")
     written = sorted((run_dir / "interp").rglob("*.png"))
     logger.experiment.flush()
     print(f"\nimages:       {run_dir / 'interp'} ({len(written)} PNG files)")

@@ -8,6 +8,7 @@ calls one step of :mod:`interp.steps`, as Lightning's ``ModelSummary`` calls ``s
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -111,6 +112,7 @@ class InterpretationCallback(Callback):
         self.on_error = on_error
         self.progress = progress
         self.result: Any = None
+        self.seconds: float | None = None  # wall time of the last run
 
     # Lightning hooks ---------------------------------------------------------------------------
     @override
@@ -173,6 +175,7 @@ class InterpretationCallback(Callback):
             raise ValueError(f"{type(self).__name__} needs data: give it a dataset or a datamodule")
         reporter = reporter if reporter is not None else Reporter(".", enabled=False)  # compute, write nothing
         was_training = model.training
+        start = time.perf_counter()
         try:
             # Lightning may call us inside inference mode; the algorithms need gradients.
             with torch.inference_mode(False), torch.enable_grad():
@@ -180,6 +183,11 @@ class InterpretationCallback(Callback):
                 self.result = self.interpret(
                     model, dataset, reporter, step, list(others), self.progress if progress is None else progress
                 )
+            self.seconds = time.perf_counter() - start
+            name = f"{type(self).__name__}" + (f" on {self.layer}" if self.layer else "")
+            reporter.text(f"timing/{type(self).__name__}_{self.layer or 'run'}", f"{name}: {self.seconds:.1f} s", step)
+            if reporter.enabled:
+                log.info("%s took %.1f s", name, self.seconds)
             reporter.flush()
         finally:
             model.train(was_training)
@@ -207,6 +215,13 @@ class InterpretationCallback(Callback):
     def check(self, model: torch.nn.Module, data: Any = None) -> None:
         """Check the layer, units and input shape against ``model`` before any work (``data``: a
         Dataset or datamodule to take an example input from when the model has none)."""
+        from interp.models.normalized import looks_like_torchvision_classifier
+
+        if looks_like_torchvision_classifier(model):
+            rank_zero_warn(
+                f"{type(model).__name__} is a torchvision classifier: it expects normalized images, and this "
+                "project's images are in [0, 1]. Wrap it: interp.models.normalized.Normalized.imagenet(model)"
+            )
         dataset = self.dataset if self.dataset is not None else dataset_of(data, self.split)
         self.validate(model, self.example(model, dataset))
 

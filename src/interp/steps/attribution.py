@@ -70,8 +70,8 @@ def attribute_units(
     checked = unit_list if check_units is None else unit_list[:check_units]
     check = agreement(model, layer, example_input(dataset, n_check), checked)
     summary = AttributionSummary(check.activation_maxdiff, check.grad_maxdiff, checked)
-    reporter.scalar(f"interp/captum/{layer}/activation_maxdiff", check.activation_maxdiff, step)
-    reporter.scalar(f"interp/captum/{layer}/grad_maxdiff", check.grad_maxdiff, step)
+    reporter.scalar(f"captum/{layer}/activation_maxdiff", check.activation_maxdiff, step)
+    reporter.scalar(f"captum/{layer}/grad_maxdiff", check.grad_maxdiff, step)
     if not check.ok(tolerance):
         message = (
             f"captured values of {layer} disagree with Captum: activation max diff "
@@ -133,9 +133,14 @@ def attribute_units(
     saved: dict[str, list[torch.Tensor]] = {"examples": [], "ig": [], "saliency": []}
     for unit, picture, values, images, ig_map, sal_map in (r for part in gather_shares(records) for r in part):
         tag = unit_tag("attribution", layer, unit)
-        reporter.image(tag, picture, step)
+        reporter.image(
+            tag,
+            picture,
+            step,
+            description=f"{layer} unit {unit}: its top examples, their integrated gradients and saliency maps "
+            "(red: raises the unit, blue: lowers it; each map scaled to its largest magnitude).",
+        )
         for name, value in values.items():
-            reporter.scalar(f"{tag}/{name}", value, step)
             metrics[name].append(value)
         saved["examples"].append(images)
         saved["ig"].append(ig_map)
@@ -146,7 +151,9 @@ def attribute_units(
             f"attribution/{layer}/attribution.pt",
             {"units": torch.tensor(unit_list), **{name: torch.stack(v) for name, v in saved.items()}},
         )
+    for name, per_unit in metrics.items():
+        reporter.histogram(f"attribution/{layer}/{name}", torch.tensor(per_unit), step)
     for name in ("ig_completeness_error", "randomization_spearman_ig", "randomization_spearman_grad"):
-        reporter.scalar(f"interp/attribution/{layer}/{name}", summary.means[name], step)
+        reporter.scalar(f"attribution/{layer}/mean_{name}", summary.means[name], step)
     log.info("%s: Captum check and attribution means %s", layer, {k: round(v, 8) for k, v in summary.means.items()})
     return summary

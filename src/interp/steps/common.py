@@ -19,8 +19,9 @@ T = TypeVar("T")
 
 
 def unit_tag(kind: str, layer: str, unit: int) -> str:
-    """The tag of one unit's picture: ``interp/<kind>/<layer>/unit_XXX``."""
-    return f"interp/{kind}/{layer}/unit_{unit:03d}"
+    """The tag of one unit's picture: ``<kind>/<layer>/unit_XXX``. The kind comes first, so that
+    TensorBoard groups the images by kind (``panel``, ``topk``, ``featvis``, ...)."""
+    return f"{kind}/{layer}/unit_{unit:03d}"
 
 
 def check_layer(model: nn.Module, layer: str) -> None:

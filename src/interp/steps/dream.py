@@ -66,9 +66,14 @@ def deep_dream(
             progress=progress,
         )
         results.append(result)
-        reporter.image(f"interp/dream/{layer}/image_{i}", result.image[0], step)
+        reporter.image(f"dream/{layer}/image_{i}", result.image[0], step, description=f"Image {i} dreamed at {layer}.")
         pairs += [img, result.image[0]]
     captions = [c for i in range(len(pairs) // 2) for c in (f"original {i}", f"dream at {layer}")]
     title = f"DeepDream at {layer}" + (f" ({note})" if note else "")
-    reporter.image(f"interp/dream/{layer}", titled_row(pairs, captions, title=title), step)
+    reporter.image(
+        f"dream/{layer}",
+        titled_row(pairs, captions, title=title),
+        step,
+        description=f"DeepDream at {layer}: each image beside its dream" + (f" ({note})" if note else "") + ".",
+    )
     return results

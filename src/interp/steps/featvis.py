@@ -24,7 +24,7 @@ from interp.optvis.latent import LatentParam
 from interp.optvis.maco import MacoParam
 from interp.optvis.param import unit_seeds
 from interp.optvis.templates import weight_template
-from interp.report import Reporter, grid, upscale
+from interp.report import Reporter, labelled_grid, upscale
 from interp.steps.common import (
     Units,
     gather_shares,
@@ -32,11 +32,15 @@ from interp.steps.common import (
     model_example,
     my_share,
     resolve_units,
-    unit_tag,
 )
 from interp.steps.topk import Examples
 
 VIEWS = ("plain", "prior", "maco")
+VIEW_NOTES = {
+    "plain": "The input that maximizes the unit (plain view)",
+    "prior": "The data-like input that maximizes the unit (in the latent space of a prior learned on the data)",
+    "maco": "The input that maximizes the unit with the data's Fourier magnitude (MaCo)",
+}
 
 
 @dataclass
@@ -56,6 +60,32 @@ class Views:
 
     def covers(self, units: Sequence[int], views: Sequence[str] = ("plain",)) -> bool:
         return set(units) <= set(self.units) and set(views) <= set(self.renderings)
+
+
+def _majority(labels: torch.Tensor) -> str:
+    values, counts = labels[labels >= 0].unique(return_counts=True)
+    if not len(values):
+        return ""
+    best = int(counts.argmax())
+    return f"{int(values[best])} ({int(counts[best])}/{int((labels >= 0).sum())})"
+
+
+def unit_table(result: Views, examples: Examples | None) -> str:
+    """A markdown table, one row per unit: each view's activation and ratio to the dataset
+    maximum, and the majority label of the unit's top examples (for TensorBoard's TEXT tab)."""
+    views = list(result.renderings)
+    labels = examples.labels() if examples is not None else None
+    head = ["unit", *(f"{v} activation" for v in views), *(f"{v} / dataset max" for v in views if v in result.ratios)]
+    if labels is not None:
+        head.append("top-k majority label")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row, unit in enumerate(result.units):
+        cells = [str(unit), *(f"{float(result.activations[v][row]):.4g}" for v in views)]
+        cells += [f"{float(result.ratios[v][row]):.2f}" for v in views if v in result.ratios]
+        if labels is not None and examples is not None:
+            cells.append(_majority(labels[examples.row(unit)]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def like_for_like(model: nn.Module, layer: str, units: list[int], images: torch.Tensor, spatial: str) -> torch.Tensor:
@@ -222,19 +252,32 @@ def feature_visualization(
             same_stat = like_for_like(model, layer, unit_list, rendering.image, examples.spatial)
             best = torch.stack([examples.top.values[examples.row(u), 0] for u in unit_list]).float()
             result.ratios[view] = same_stat / best.where(best != 0, torch.full_like(best, float("nan")))
-        prefix = f"interp/featvis/{layer}" if index == 0 else f"interp/featvis/{layer}/{view}"
+        prefix = f"featvis/{layer}" if index == 0 else f"featvis/{layer}/{view}"
         for row, unit in enumerate(unit_list):
-            tag = f"{prefix}/unit_{unit:03d}" if index else unit_tag("featvis", layer, unit)
-            reporter.image(tag, upscale(rendering.image[row], 112), step)
-            reporter.scalar(tag + "/activation", float(activations[row]), step)
-            if view in result.ratios and torch.isfinite(result.ratios[view][row]):
-                reporter.scalar(tag + "/ratio_to_dataset_max", float(result.ratios[view][row]), step)
-        reporter.image(f"{prefix}/all", grid(rendering.image, padding=2), step)
+            ratio = result.ratios.get(view)
+            shown = f" ({float(ratio[row]):.2f}x the unit's best example)" if ratio is not None else ""
+            reporter.image(
+                f"{prefix}/unit_{unit:03d}",
+                upscale(rendering.image[row], 112),
+                step,
+                description=f"{VIEW_NOTES[view]} for {layer} unit {unit}: activation "
+                f"{float(activations[row]):.4g}{shown}.",
+            )
+        reporter.image(
+            f"{prefix}/all",
+            labelled_grid(rendering.image, [str(u) for u in unit_list], min_size=56),
+            step,
+            description=f"{VIEW_NOTES[view]}, every unit of {layer} (labelled by unit number).",
+        )
+        reporter.histogram(f"{prefix}/activation", activations, step)
+        if view in result.ratios:
+            reporter.histogram(f"{prefix}/ratio_to_dataset_max", result.ratios[view], step)
         saved[view] = rendering.image.clone()
         saved[f"activation_{view}"] = activations.clone()
         if view in result.ratios:
             saved[f"ratio_{view}"] = result.ratios[view].clone()
     reporter.save(f"featvis/{layer}/featvis.pt", saved)
+    reporter.text(f"featvis/{layer}/table", unit_table(result, examples), step)
     try:  # a layer that reads the input directly: its weights are an exact, free picture of each unit
         weights = weight_template(model, layer, unit_list)
     except ValueError:

@@ -46,6 +46,11 @@ def inversion(
     picture = titled_row(
         [grid(both, nrow=images.shape[0], min_size=56)], [f"originals (top) | reconstructions from {layer} (bottom)"]
     )
-    reporter.image(f"interp/inversion/{layer}", picture, step)
-    reporter.scalar(f"interp/inversion/{layer}/relative_error", float(result.error.mean()), step)
+    reporter.image(
+        f"inversion/{layer}",
+        picture,
+        step,
+        description=f"Test examples (top) and the images found from their {layer} representation alone (bottom).",
+    )
+    reporter.scalar(f"inversion/{layer}/relative_error", float(result.error.mean()), step)
     return result

@@ -89,5 +89,11 @@ def unit_panels(
             pictures.append(signed_with_legend(template, size=int(left.shape[-2])))
             titles.append("weights (red +, blue -)")
         img = titled_row(pictures, titles, title=f"{layer} unit {unit}")
-        paths[unit] = reporter.image(unit_tag("panel", layer, unit), img, step)
+        paths[unit] = reporter.image(
+            unit_tag("panel", layer, unit),
+            img,
+            step,
+            description=f"{layer} unit {unit}: its best examples of the data beside the inputs optimized for it, "
+            "each captioned with the activation it reaches and its ratio to the best example's.",
+        )
     return paths

@@ -88,12 +88,14 @@ def embedding_projector(
     result = layer_activations(model, layer, dataset, n)
     metadata = result.labels.tolist() if result.labels is not None else None
     reporter.embedding(
-        f"interp/projector/{layer}", result.features, metadata=metadata, label_img=result.images.float(), step=step
+        f"projector/{layer}", result.features, metadata=metadata, label_img=result.images.float(), step=step
     )
     if tsne and reporter.enabled:
         picture = tsne_picture(
             result.features, result.labels, f"t-SNE of {layer} ({len(result.features)} {split} examples)", seed
         )
         if picture is not None:
-            reporter.image(f"interp/tsne/{layer}", picture, step)
+            reporter.image(
+                f"tsne/{layer}", picture, step, description=f"A t-SNE map of {layer}'s activations, coloured by label."
+            )
     return result

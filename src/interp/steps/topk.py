@@ -32,6 +32,10 @@ class Examples:
     def row(self, unit: int) -> int:
         return self.top.units.tolist().index(unit)
 
+    def labels(self) -> torch.Tensor | None:
+        """The labels of the top examples ([U, k], -1 where missing), when the data has labels."""
+        return _labels(self.dataset, self.top.indices)
+
 
 def mine(
     model: nn.Module,
@@ -142,8 +146,16 @@ def topk_examples(
             picture = grid(images, min_size=0)
             if field is not None and result.positions is not None:
                 picture = receptive_picture(images, result.positions[row, : len(images)], field)
-            reporter.image(tag, picture, step)
-            reporter.scalar(tag + "/max_activation", float(result.values[row, 0]), step)
+            which = "largest" if kind == "topk" else "most negative"
+            where = " cropped to the receptive field of the maximum, beside the full images" if field else ""
+            reporter.image(
+                tag,
+                picture,
+                step,
+                description=f"The {len(images)} examples of the data with the {which} activation of {layer} unit "
+                f"{unit}{where}; best activation {float(result.values[row, 0]):.4g}.",
+            )
+        reporter.histogram(f"{kind}/{layer}/best_activation", result.values[:, 0], step)
     saved: dict[str, torch.Tensor] = {
         "units": top.units,
         "values": top.values,
@@ -152,7 +164,7 @@ def topk_examples(
     }
     if top.positions is not None:
         saved["positions"] = top.positions
-    labels = _labels(dataset, top.indices)
+    labels = Examples(top, low, dataset, spatial).labels()
     if labels is not None:
         saved["labels"] = labels
     if low is not None:
