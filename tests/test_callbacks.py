@@ -377,3 +377,37 @@ def test_every_n_epochs_logs_at_each_epoch(tmp_path, mnist_small):
         if "featvis/features.3/unit_001" in acc.Tags()["images"]:
             steps += [e.step for e in acc.Images("featvis/features.3/unit_001")]
     assert sorted(steps) == [2, 4]  # the trainer's global step after each epoch of 2 batches
+
+
+def test_every_attribution_method_on_a_conv_unit(mnist_small):
+    from interp.optvis.attribution import METHODS
+
+    x = mnist_small[0][:4]
+    cnn = UserCNN().eval()
+    for method in METHODS:
+        result = neuron_attributions(cnn, "features.3", 5, x, method=method, n_steps=8)
+        assert result.maps.shape == x.shape and torch.isfinite(result.maps).all(), method
+        assert result.maps.abs().sum() > 0, method
+    with pytest.raises(ValueError, match="Grad-CAM needs a conv layer"):
+        neuron_attributions(MlpLike(), "1", 0, x, method="gradcam")
+
+
+class MlpLike(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Flatten(), nn.Linear(784, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def test_attribution_check_with_all_methods_logs_each_sanity_check(tmp_path, mnist_small):
+    from interp.report import Reporter
+
+    x, y = mnist_small[0][:300], mnist_small[1][:300]
+    cb = AttributionCheck(
+        "features.3", units=[5], k=3, n_check=4, ig_steps=8, methods=["ig", "deeplift", "occlusion", "gradcam"]
+    )
+    summary = cb.apply(UserCNN(), torch.utils.data.TensorDataset(x, y), Reporter(tmp_path))
+    for method in ("ig", "deeplift", "occlusion", "gradcam"):
+        assert -1 <= summary.means[f"randomization_spearman_{method}"] <= 1
+    saved = torch.load(tmp_path / "interp" / "attribution" / "features.3" / "attribution.pt", weights_only=True)
+    assert saved["gradcam"].shape == (1, 3, 28, 28) and saved["examples"].shape == (1, 3, 1, 28, 28)
+    with pytest.raises(InterpError, match="unknown attribution method 'lime'"):
+        AttributionCheck("features.3", methods=["lime"])

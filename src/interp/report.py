@@ -337,3 +337,38 @@ def labelled_grid(
         canvas.paste(tensor_to_pil(x[i]), (left, top))
         draw.text((left + w // 2, top + h + 2), str(labels[i]), fill="black", font=font, anchor="mt")
     return pil_to_tensor(canvas)
+
+
+def titled_column(
+    images: Sequence[torch.Tensor], titles: Sequence[str], gap: int = 8, font_size: int = 14
+) -> torch.Tensor:
+    """Images one above the other ([3, H, W] each, left-aligned on white), each with its caption
+    above it: a [3, H, W] tensor."""
+    pictures = [to_rgb(img).clamp(0, 1) for img in images]
+    font = _font(font_size)
+    caption_h = font_size + 8
+    width = max(int(p.shape[-1]) for p in pictures) + 2 * gap
+    height = sum(int(p.shape[-2]) + caption_h + gap for p in pictures) + gap
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    y = gap
+    for picture, caption in zip(pictures, titles):
+        draw.text((gap, y), caption, fill="black", font=font)
+        canvas.paste(tensor_to_pil(picture), (gap, y + caption_h))
+        y += int(picture.shape[-2]) + caption_h + gap
+    return pil_to_tensor(canvas)
+
+
+def colour_legend(height: int, top: str = "+max", bottom: str = "-max", bar_width: int = 14) -> torch.Tensor:
+    """A vertical diverging colour bar (red at the top, white zero in the middle, blue at the
+    bottom) with its labels: a [3, height, W] image."""
+    from interp.optvis.templates import colorbar
+
+    bar = colorbar(1.0, height=height, width=bar_width)
+    font = _font(12)
+    canvas = Image.new("RGB", (bar_width + 48, height), "white")
+    canvas.paste(tensor_to_pil(bar), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for text, y, anchor in ((top, 0, "lt"), ("0", height // 2, "lm"), (bottom, height, "lb")):
+        draw.text((bar_width + 4, y), text, fill="black", font=font, anchor=anchor)
+    return pil_to_tensor(canvas)

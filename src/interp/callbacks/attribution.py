@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -9,6 +10,8 @@ from torch.utils.data import Dataset
 
 from interp.callbacks.base import InterpretationCallback, find_callback
 from interp.callbacks.topk import TopKExamples
+from interp.errors import InterpError
+from interp.optvis.attribution import METHODS
 from interp.report import Reporter
 from interp.steps.attribution import AttributionSummary, attribute_units
 from interp.steps.common import Units
@@ -18,6 +21,9 @@ class AttributionCheck(InterpretationCallback):
     """Cross-check our layer capture against Captum, and attribute the units' top examples
     (:func:`interp.steps.attribute_units`). ``result`` is an
     :class:`~interp.steps.AttributionSummary`.
+
+    ``methods``: ``ig``, ``saliency``, ``deeplift``, ``occlusion``, ``gradcam`` (conv layers), each
+    with its model-randomization check and drawn with a colour bar.
 
     Captum's activations are compared for every unit; input gradients for the first
     ``check_units`` units (None: all of them; each costs one backward pass per check input).
@@ -46,6 +52,7 @@ class AttributionCheck(InterpretationCallback):
         on_mismatch: str = "warn",
         sanity_check: bool = True,
         batch_size: int = 1024,
+        methods: Sequence[str] = ("ig", "saliency"),
         *,
         split: str = "train",
         dataset: Dataset | None = None,
@@ -68,6 +75,12 @@ class AttributionCheck(InterpretationCallback):
         self.units, self.k, self.n_check, self.check_units = units, k, n_check, check_units
         self.ig_steps, self.internal_batch_size, self.tolerance = ig_steps, internal_batch_size, tolerance
         self.on_mismatch, self.sanity_check, self.batch_size = on_mismatch, sanity_check, batch_size
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown or not methods:
+            raise InterpError(
+                f"unknown attribution method {unknown[0] if unknown else None!r}: use {', '.join(METHODS)}"
+            )
+        self.methods = tuple(methods)
 
     def interpret(
         self,
@@ -101,5 +114,6 @@ class AttributionCheck(InterpretationCallback):
             sanity_check=self.sanity_check,
             batch_size=self.batch_size,
             examples=examples,
+            methods=self.methods,
             step=step,
         )

@@ -22,6 +22,8 @@ from torch import nn
 from interp.optvis import objectives as obj
 from interp.optvis.capture import Capture, frozen, get_layer, model_device
 
+METHODS = ("ig", "saliency", "deeplift", "occlusion", "gradcam")
+
 
 @dataclass
 class Agreement:
@@ -99,9 +101,16 @@ def neuron_attributions(
     internal_batch_size: int = 256,
     baseline: float = 0.0,
 ) -> Attributions:
-    """Attribution maps of ``unit`` for ``inputs``: ``ig`` (integrated gradients from a constant
-    ``baseline`` image) or ``saliency`` (the input gradient). For IG the result also holds the
-    relative completeness error per input, ``|sum(attr) - (f(x) - f(b))| / |f(x) - f(b)|``."""
+    """Attribution maps of ``unit`` for ``inputs``, shaped like the inputs (Captum computes them):
+
+    * ``ig``: integrated gradients from a constant ``baseline`` image; the result also holds the
+      relative completeness error per input, ``|sum(attr) - (f(x) - f(b))| / |f(x) - f(b)|``;
+    * ``saliency``: the input gradient;
+    * ``deeplift``: DeepLift (rescale rule) from the same baseline (needs ReLUs as modules);
+    * ``occlusion``: the drop of the unit's value when a square patch is set to the baseline
+      (patch about 1/7 of the image side, half-patch strides);
+    * ``gradcam``: Grad-CAM at the unit's own (conv) layer, upsampled to the input size.
+    """
     from captum.attr import NeuronGradient, NeuronIntegratedGradients
 
     device = model_device(model)
@@ -123,7 +132,40 @@ def neuron_attributions(
         if method == "saliency":
             maps = NeuronGradient(model, module).attribute(x.clone(), neuron_selector=selector)
             return Attributions(maps.detach().cpu(), None)
-    raise ValueError(f"method must be 'ig' or 'saliency', got {method!r}")
+        if method == "deeplift":
+            from captum.attr import NeuronDeepLift
+
+            try:
+                maps = NeuronDeepLift(model, module).attribute(
+                    x.clone(), neuron_selector=selector, baselines=torch.full_like(x, baseline)
+                )
+            except (AssertionError, RuntimeError) as exc:
+                raise ValueError(f"DeepLift cannot run on this model: {exc}") from None
+            return Attributions(maps.detach().cpu(), None)
+        if method == "occlusion":
+            from captum.attr import Occlusion
+
+            side = max(2, min(x.shape[-2:]) // 7)
+            window = (x.shape[1], side, side)
+            stride = (x.shape[1], max(1, side // 2), max(1, side // 2))
+            maps = Occlusion(lambda batch: _unit_value(model, layer, unit, batch)).attribute(
+                x, sliding_window_shapes=window, strides=stride, baselines=baseline
+            )
+            return Attributions(maps.detach().cpu(), None)
+        if method == "gradcam":
+            from captum.attr import LayerAttribution, LayerGradCam
+
+            if is_linear:
+                raise ValueError(f"Grad-CAM needs a conv layer with a spatial output; {layer} has none")
+
+            def unit_value(batch: torch.Tensor) -> torch.Tensor:
+                with Capture(model, [layer], stop=False, clone=False) as full:
+                    return full(batch)[layer][:, unit].flatten(1).mean(1)
+
+            cam = LayerGradCam(unit_value, module).attribute(x, relu_attributions=True)
+            maps = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+            return Attributions(maps.expand(-1, x.shape[1], -1, -1).detach().cpu() / x.shape[1], None)
+    raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
 
 
 def _average_ranks(v: torch.Tensor) -> torch.Tensor:

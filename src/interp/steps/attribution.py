@@ -4,6 +4,8 @@ model randomization (Adebayo et al. 2018)."""
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -12,7 +14,7 @@ from torch.utils.data import Dataset
 
 from interp.errors import InterpError
 from interp.optvis.attribution import agreement, neuron_attributions, randomization_check, randomized_copy
-from interp.report import Reporter, grid, heatmap_overlay, titled_row, topk_images
+from interp.report import Reporter, colour_legend, grid, heatmap_overlay, titled_column, titled_row, topk_images
 from interp.steps.common import Units, example_input, gather_shares, my_share, resolve_units, unit_tag
 from interp.steps.topk import Examples, mine
 
@@ -38,6 +40,28 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+SHORT = {"saliency": "grad"}
+TITLES = {
+    "ig": "integrated gradients",
+    "saliency": "gradient (saliency)",
+    "deeplift": "DeepLift",
+    "occlusion": "occlusion",
+    "gradcam": "Grad-CAM",
+}
+
+
+def attribution_picture(images: torch.Tensor, maps: dict[str, torch.Tensor], title: str) -> torch.Tensor:
+    """The examples in the first row, then one row per method: each map over its image (every map
+    scaled to its own largest magnitude), with a colour bar from -max to +max."""
+    k = images.shape[0]
+    rows = [grid(images, nrow=k, min_size=56)] + [
+        grid(heatmap_overlay(images, m), nrow=k, min_size=56) for m in maps.values()
+    ]
+    titles = ["maximal activation examples", *(TITLES.get(m, m) for m in maps)]
+    stacked = titled_column(rows, titles)
+    return titled_row([stacked, colour_legend(int(stacked.shape[-2]))], ["", ""], title=title)
+
+
 def attribute_units(
     model: nn.Module,
     dataset: Dataset,
@@ -55,15 +79,17 @@ def attribute_units(
     sanity_check: bool = True,
     batch_size: int = 1024,
     examples: Examples | None = None,
+    methods: Sequence[str] = ("ig", "saliency"),
     step: int = 0,
 ) -> AttributionSummary:
     """Cross-check our layer capture against Captum on ``n_check`` inputs (activations of every
     unit; input gradients of the first ``check_units`` units, None: all), then log per unit the
-    picture ``interp/attribution/<layer>/unit_XXX`` (examples | integrated gradients | gradient,
-    red positive, blue negative) and the scalars ``.../ig_completeness_error``,
-    ``.../randomization_spearman_ig``, ``.../randomization_spearman_grad`` and
-    ``.../same_model_spearman_ig``. A mismatch above ``tolerance`` raises
-    :class:`AttributionMismatchError` (``on_mismatch="raise"``) or logs a warning (``"warn"``)."""
+    picture ``attribution/<layer>/unit_XXX`` (the examples, then one row of maps per method of
+    ``methods``: ``ig``, ``saliency``, ``deeplift``, ``occlusion``, ``gradcam``; red positive,
+    blue negative, with a colour bar) and per-layer histograms and means of the IG completeness
+    error and, per method, the model-randomization Spearman correlation (Adebayo et al. 2018). A
+    mismatch above ``tolerance`` raises :class:`AttributionMismatchError` (``on_mismatch="raise"``)
+    or logs a warning (``"warn"``)."""
     if on_mismatch not in ("raise", "warn"):
         raise ValueError(f"on_mismatch must be 'raise' or 'warn', got {on_mismatch!r}")
     unit_list = resolve_units(model, layer, units, example_input(dataset))
@@ -84,67 +110,42 @@ def attribute_units(
 
     if examples is None or not examples.covers(unit_list, k):
         examples = Examples(mine(model, layer, unit_list, k, dataset, batch_size), None, dataset)
-    metrics: dict[str, list[float]] = {
-        "ig_completeness_error": [],
-        "randomization_spearman_ig": [],
-        "randomization_spearman_grad": [],
-        "same_model_spearman_ig": [],
-    }
+    metrics: dict[str, list[float]] = defaultdict(list)
     randomized = randomized_copy(model) if sanity_check else None  # one copy for every unit
     records = []  # this rank's share of the units; rank zero writes everyone's
     for unit in my_share(unit_list):
         images = topk_images(examples.top, examples.dataset, examples.row(unit))[:k]
-        ig = neuron_attributions(
-            model, layer, unit, images, method="ig", n_steps=ig_steps, internal_batch_size=internal_batch_size
-        )
-        sal = neuron_attributions(model, layer, unit, images, method="saliency")
-        picture = titled_row(
-            [
-                grid(images, nrow=k, min_size=56),
-                grid(heatmap_overlay(images, ig.maps), nrow=k, min_size=56),
-                grid(heatmap_overlay(images, sal.maps), nrow=k, min_size=56),
-            ],
-            ["maximal activation examples", "integrated gradients", "gradient (saliency)"],
-            title=f"{layer} unit {unit}",
-        )
-        assert ig.completeness is not None
-        values = {"ig_completeness_error": float(ig.completeness.mean())}
-        if randomized is not None:
-            r_ig = randomization_check(
-                model,
-                layer,
-                unit,
-                images,
-                method="ig",
-                n_steps=ig_steps,
-                internal_batch_size=internal_batch_size,
-                randomized=randomized,
-                trained=ig.maps,
-            )
-            r_grad = randomization_check(
-                model, layer, unit, images, method="saliency", randomized=randomized, trained=sal.maps
-            )
-            values.update(
-                randomization_spearman_ig=r_ig.randomized,
-                randomization_spearman_grad=r_grad.randomized,
-                same_model_spearman_ig=r_ig.same_model,
-            )
-        records.append((unit, picture, values, images, ig.maps.sum(1), sal.maps.sum(1)))
-    saved: dict[str, list[torch.Tensor]] = {"examples": [], "ig": [], "saliency": []}
-    for unit, picture, values, images, ig_map, sal_map in (r for part in gather_shares(records) for r in part):
+        values: dict[str, float] = {}
+        maps: dict[str, torch.Tensor] = {}
+        for method in methods:
+            options = {"n_steps": ig_steps, "internal_batch_size": internal_batch_size} if method == "ig" else {}
+            result = neuron_attributions(model, layer, unit, images, method=method, **options)
+            maps[method] = result.maps
+            if result.completeness is not None:
+                values["ig_completeness_error"] = float(result.completeness.mean())
+            if randomized is not None:
+                sanity = randomization_check(
+                    model, layer, unit, images, method=method, randomized=randomized, trained=result.maps, **options
+                )
+                values[f"randomization_spearman_{SHORT.get(method, method)}"] = sanity.randomized
+                values[f"same_model_spearman_{SHORT.get(method, method)}"] = sanity.same_model
+        picture = attribution_picture(images, maps, title=f"{layer} unit {unit}")
+        records.append((unit, picture, values, images, {m: t.sum(1) for m, t in maps.items()}))
+    saved: dict[str, list[torch.Tensor]] = defaultdict(list)
+    for unit, picture, values, images, unit_maps in (r for part in gather_shares(records) for r in part):
         tag = unit_tag("attribution", layer, unit)
         reporter.image(
             tag,
             picture,
             step,
-            description=f"{layer} unit {unit}: its top examples, their integrated gradients and saliency maps "
-            "(red: raises the unit, blue: lowers it; each map scaled to its largest magnitude).",
+            description=f"{layer} unit {unit}: its top examples and their attribution maps "
+            f"({', '.join(methods)}); red raises the unit, blue lowers it, on the scale of the colour bar.",
         )
         for name, value in values.items():
             metrics[name].append(value)
         saved["examples"].append(images)
-        saved["ig"].append(ig_map)
-        saved["saliency"].append(sal_map)
+        for method, unit_map in unit_maps.items():
+            saved[method].append(unit_map)
     summary.means = {name: _mean(v) for name, v in metrics.items()}
     if all(len(v) == len(unit_list) and len({tuple(t.shape) for t in v}) == 1 for v in saved.values()):
         reporter.save(
@@ -153,7 +154,8 @@ def attribute_units(
         )
     for name, per_unit in metrics.items():
         reporter.histogram(f"attribution/{layer}/{name}", torch.tensor(per_unit), step)
-    for name in ("ig_completeness_error", "randomization_spearman_ig", "randomization_spearman_grad"):
-        reporter.scalar(f"attribution/{layer}/mean_{name}", summary.means[name], step)
+    for name, mean in summary.means.items():
+        if not name.startswith("same_model"):
+            reporter.scalar(f"attribution/{layer}/mean_{name}", mean, step)
     log.info("%s: Captum check and attribution means %s", layer, {k: round(v, 8) for k, v in summary.means.items()})
     return summary
