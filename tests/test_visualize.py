@@ -90,3 +90,35 @@ def test_visualize_without_weights_or_subject_explains(tmp_path):
     assert proc.returncode == 2 and "resnet50_ft_weight.pkl" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli(["visualize"], env, tmp_path, timeout=300)
     assert proc.returncode == 2 and "ckpt=" in proc.stderr
+
+
+@pytest.mark.slow
+def test_visualize_on_two_processes_writes_the_same_bytes(trained_run):
+    """devices=2: the units (and the data to mine) are split across two gloo processes; rank zero
+    gathers and writes. Every PNG equals the one-process run's, byte for byte."""
+    import torch
+
+    cwd, env = trained_run
+    env = dict(env, OMP_NUM_THREADS="1")
+    args = [
+        "visualize",
+        "ckpt=latest",
+        "callbacks=[topk,featvis,panel,attribution]",
+        "units=0-4",
+        "steps=16",
+        "views=[plain]",
+        "callbacks.attribution.ig_steps=8",
+    ]
+    runs = {}
+    for devices in (1, 2):
+        proc = cli([*args, f"devices={devices}", f"experiment=devices{devices}"], env, cwd)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (runs[devices],) = list((cwd / "runs" / f"devices{devices}").iterdir())
+    one = sorted(p.relative_to(runs[1]) for p in runs[1].rglob("interp/**/*.png"))
+    two = sorted(p.relative_to(runs[2]) for p in runs[2].rglob("interp/**/*.png"))
+    assert one == two and len(one) == 5 * 4 + 1
+    for rel in one:
+        assert (runs[1] / rel).read_bytes() == (runs[2] / rel).read_bytes(), rel
+    a = torch.load(runs[1] / "interp/featvis/dense_1/featvis.pt", weights_only=True)
+    b = torch.load(runs[2] / "interp/featvis/dense_1/featvis.pt", weights_only=True)
+    assert torch.equal(a["plain"], b["plain"]) and torch.equal(a["units"], torch.arange(5))

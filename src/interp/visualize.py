@@ -83,7 +83,6 @@ def check_settings(cfg: DictConfig) -> None:
 
 
 def run_visualize(cfg: DictConfig, run_dir: Path) -> list[Path]:
-    from lightning.pytorch.loggers import TensorBoardLogger
 
     from interp.data.images import ImageFolderDataset, face_transform
 
@@ -121,18 +120,96 @@ def run_visualize(cfg: DictConfig, run_dir: Path) -> list[Path]:
     model = model.to(device).eval()
     for cb in callbacks:
         cb.check(model, data)
-    logger = TensorBoardLogger(str(run_dir), name="", version="", default_hp_metric=False)
-    reporter = Reporter(run_dir, writer=logger.experiment, loggers=[logger])
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     names = ", ".join(type(cb).__name__ for cb in callbacks)
     print(f"interp visualize: {subject.description}, layer {layer}: {names}")
-    for cb in callbacks:
-        cb.apply(model, data, reporter, others=callbacks, progress=True)
-        print(f"  {type(cb).__name__}: {cb.seconds:.1f} s")
+    devices = int(cfg.get("devices", 1) or 1)
+    if devices < 1:
+        raise InterpError(f"devices={devices}: must be a whole number >= 1")
+    if devices == 1:
+        _apply_all(model, data, callbacks, run_dir, rank=0)
+    else:
+        _run_on_processes(devices, device, model, data, callbacks, run_dir)
     written = sorted((run_dir / "interp").rglob("*.png"))
-    logger.experiment.flush()
     print(f"\nimages:       {run_dir / 'interp'} ({len(written)} PNG files)")
     for path in written[:6]:
         print(f"  {path}")
     print(f"tensorboard:  make tensorboard   (or: tensorboard --logdir {cfg.runs_dir})")
     return written
+
+
+def _apply_all(model: torch.nn.Module, data: Any, callbacks: list[Any], run_dir: Path, rank: int) -> None:
+    """Apply every callback in turn; only rank zero logs and writes."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    if rank == 0:
+        logger = TensorBoardLogger(str(run_dir), name="", version="", default_hp_metric=False)
+        reporter = Reporter(run_dir, writer=logger.experiment, loggers=[logger])
+    else:
+        reporter = Reporter(run_dir, enabled=False)
+    for cb in callbacks:
+        cb.apply(model, data, reporter, others=callbacks, progress=rank == 0)
+        if rank == 0:
+            print(f"  {type(cb).__name__}: {cb.seconds:.1f} s")
+    if rank == 0:
+        logger.experiment.flush()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _worker(
+    rank: int,
+    world: int,
+    port: int,
+    device: str,
+    model: torch.nn.Module,
+    data: Any,
+    callbacks: list[Any],
+    run_dir: Path,
+    threads: int,
+) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(threads)
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if device.startswith("cuda"):
+        torch.cuda.set_device(rank)
+        model = model.to(f"cuda:{rank}")
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        _apply_all(model, data, callbacks, run_dir, rank)
+    finally:
+        dist.destroy_process_group()
+
+
+def _run_on_processes(
+    devices: int, device: str, model: torch.nn.Module, data: Any, callbacks: list[Any], run_dir: Path
+) -> None:
+    """The callbacks on ``devices`` processes (gloo on CPU, NCCL on GPUs): units and data are
+    sharded across the processes by the steps themselves, rank zero gathers and writes. On the CPU
+    the processes are forked (the model and data are shared, not pickled) and split the cores."""
+    import os
+
+    import torch.multiprocessing as mp
+
+    if device.startswith("cuda") and devices > torch.cuda.device_count():
+        raise InterpError(f"devices={devices}: this machine has {torch.cuda.device_count()} CUDA devices")
+    threads = max(1, (os.cpu_count() or 1) // devices) if not device.startswith("cuda") else 1
+    method = "spawn" if device.startswith("cuda") else "fork"
+    args = (
+        devices,
+        _free_port(),
+        device,
+        model.cpu() if method == "spawn" else model,
+        data,
+        callbacks,
+        run_dir,
+        threads,
+    )
+    mp.start_processes(_worker, args=args, nprocs=devices, start_method=method, join=True)
