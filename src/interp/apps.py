@@ -97,9 +97,9 @@ def train(cfg: DictConfig) -> float:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_path = _resume_path(cfg, folder)  # before anything is built: a wrong resume fails at once
 
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()  # fail early, with one line, when the data set is missing
-    model = instantiate(cfg.model)
+    model = instantiate(cfg.model, _convert_="all")  # plain lists in the hyperparameters: weights_only loads
     logger = instantiate(cfg.logger, save_dir=str(folder)) if cfg.get("logger") else False
     checkpoint = ModelCheckpoint(
         dirpath=folder / "checkpoints",
@@ -110,7 +110,10 @@ def train(cfg: DictConfig) -> float:
         save_top_k=1,
         save_last=True,
     )
-    callbacks: list[Any] = [checkpoint, *build_callbacks(cfg.get("callbacks"))]
+    interpretations = build_callbacks(cfg.get("callbacks"))
+    for cb in interpretations:  # wrong layers, units or shapes fail here, before Lightning starts up
+        cb.check(model, datamodule)
+    callbacks: list[Any] = [checkpoint, *interpretations]
     if cfg.trainer.get("enable_progress_bar", True):
         from lightning.pytorch.callbacks import TQDMProgressBar
 

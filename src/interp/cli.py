@@ -9,10 +9,12 @@ shows the traceback as well.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -77,6 +79,8 @@ def remove_if_empty_run(run_dir: Path | None) -> None:
     keep = any(run_dir.glob("checkpoints/*.ckpt")) or any(p.is_file() for p in run_dir.glob("interp/**/*"))
     if not keep:
         shutil.rmtree(run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the experiment folder too, when this run was all it held
+            run_dir.parent.rmdir()
 
 
 def reporting(command: str, task: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -116,8 +120,15 @@ def run_hydra(command: str, argv: list[str]) -> None:
         sys.argv = saved
 
 
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    return f"{category.__name__}: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.formatwarning = _one_line_warning  # a warning is one line, without the source line under it
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return

@@ -56,7 +56,7 @@ def load_subject(cfg: DictConfig, run_dir: Path) -> Subject:
             from interp.models.vggface2_weights import ACCEPTED_WEIGHTS_HELP
 
             raise InterpError(f"model.weights=PATH is required. {ACCEPTED_WEIGHTS_HELP}")
-        model = instantiate(cfg.model)
+        model = instantiate(cfg.model, _convert_="all")  # plain lists in the hyperparameters: weights_only loads
         random = bool(getattr(model, "random_weights", False))
         return Subject(model, None, f"{type(model).__name__} ({cfg.model.weights})", random)
     raise InterpError(

@@ -102,6 +102,19 @@ def _labels(dataset: Dataset, indices: torch.Tensor) -> torch.Tensor | None:
     return torch.tensor(flat, dtype=torch.long).reshape(indices.shape)
 
 
+def cheap_receptive_field(model: nn.Module, layer: str, max_pixels: int = 64 * 64) -> ReceptiveField | None:
+    """The receptive field of ``layer`` from the module chain; measured from the gradient footprint
+    only for inputs up to ``max_pixels`` (a measurement costs passes per output row and column);
+    None otherwise (the examples are then shown whole)."""
+    try:
+        return receptive_field(model, layer, method="analytic")
+    except ValueError:
+        shape = getattr(model, "example_input_array", None)
+        if shape is not None and shape.shape[-1] * shape.shape[-2] <= max_pixels:
+            return receptive_field(model, layer, method="gradient")
+        return None
+
+
 def receptive_picture(images: torch.Tensor, positions: torch.Tensor, field: ReceptiveField) -> torch.Tensor:
     """Conv examples the Microscope way: each example cropped to the receptive field of the
     position of its maximum, beside the full images with that box drawn."""
@@ -136,7 +149,7 @@ def topk_examples(
     unit_list = resolve_units(model, layer, units, example_input(dataset))
     top = mine(model, layer, unit_list, k, dataset, batch_size, largest=True, spatial=spatial, progress=progress)
     low = mine(model, layer, unit_list, k, dataset, batch_size, largest=False, spatial=spatial) if bottom else None
-    field = receptive_field(model, layer) if top.positions is not None else None
+    field = cheap_receptive_field(model, layer) if top.positions is not None else None
     for kind, result in (("topk", top), ("topk_bottom", low)):
         if result is None:
             continue
