@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.interp-installed
 PORT   ?= 6006
 ARGS   ?=
 
-.PHONY: install browser train test test-fast lint format visualize tensorboard bench readme-images clean
+.PHONY: install browser train test test-fast lint format visualize tensorboard bench gpu-check readme-images clean
 
 install: $(STAMP)
 
@@ -52,6 +52,10 @@ tensorboard: $(STAMP)
 bench: $(STAMP)
 	VENV=$(VENV) bash benchmarks/install_anchors.sh
 	$(BIN)/python -m benchmarks.run_all $(ARGS)
+
+# On a machine with a CUDA GPU: the GPU benchmarks and the CUDA tests, into benchmarks/RESULTS-gpu.md.
+gpu-check: $(STAMP)
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/python -m benchmarks.gpu_check $(ARGS)
 
 # Regenerates the two pictures at the top of the README from the newest training run.
 readme-images: $(STAMP)

@@ -262,13 +262,9 @@ def table(header: list[str], rows: list[list[str]], align: str | None = None) ->
 
 
 def command_line() -> str:
-    """How this script was invoked, relative to the repository root."""
+    """How this benchmark was invoked, as ``.venv/bin/python -m benchmarks.<name> [args]``."""
     script = Path(sys.argv[0]).resolve()
-    try:
-        script_text = str(script.relative_to(REPO))
-    except ValueError:
-        script_text = sys.argv[0]
-    return " ".join([".venv/bin/python", script_text, *sys.argv[1:]])
+    return " ".join([".venv/bin/python", "-m", f"benchmarks.{script.stem}", *sys.argv[1:]])
 
 
 def add_run_options(parser: argparse.ArgumentParser, profile_help: str) -> None:

@@ -149,7 +149,8 @@ def _make_stage(in_channels: int, planes: int, blocks: int, stride: int) -> nn.S
 
 
 class VGGFace2ResNet50(nn.Module):
-    """The Caffe ResNet-50 of VGGFace2, taking RGB images in [0, 1].
+    """The Caffe ResNet-50 of VGGFace2, taking RGB images in [0, 1]: a plain ``nn.Module``
+    (:class:`FaceResNet50` is the LightningModule that loads the published weights).
 
     Modules, in forward order: ``preprocess``, ``conv1`` (7x7/2), ``bn1``, ``relu``, ``maxpool``
     (3x3/2, ceil), ``layer1`` .. ``layer4`` (3, 4, 6, 3 bottlenecks; 56, 28, 14 and 7 pixels

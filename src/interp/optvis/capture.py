@@ -45,8 +45,10 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 def layer_size(model: nn.Module, layer: str, example: torch.Tensor) -> tuple[int, ...]:
-    """Shape of one item of ``layer``'s output for an ``example`` input batch."""
-    with Capture(model, [layer]) as cap, torch.no_grad():
+    """Shape of one item of ``layer``'s output for an ``example`` input batch. The model runs in
+    eval mode (its mode is restored after): measuring never draws dropout masks (the random stream
+    of a training run stays as it was) nor moves batch-norm statistics."""
+    with frozen(model), Capture(model, [layer]) as cap, torch.no_grad():
         return tuple(cap(example)[layer].shape[1:])
 
 

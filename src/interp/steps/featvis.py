@@ -126,6 +126,19 @@ def view_param(
     raise InterpError(f"unknown view {view!r}: use {', '.join(VIEWS)}")
 
 
+def _first_row(rendering: Rendering) -> Rendering:
+    """The rendering of the first unit of a batch."""
+    assert rendering.units is not None and rendering.activations is not None
+    return Rendering(
+        [image[:1] for image in rendering.images],
+        rendering.thresholds,
+        rendering.history[:, :1],
+        rendering.scores[:1],
+        rendering.units[:1],
+        rendering.activations[:1],
+    )
+
+
 def _join(parts: list[Rendering], units: list[int]) -> Rendering:
     """One rendering from renderings of consecutive chunks of ``units``."""
     parts = [p for p in parts if p.units]
@@ -166,6 +179,23 @@ def render_view(
     parts = []
     for start in range(0, len(share), chunk):
         part_units = share[start : start + chunk]
+        if len(part_units) == 1 and len(units) > 1:
+            # a batch of one takes other matrix kernels (matrix-vector) than larger batches: render
+            # the unit twice, so its bits match the one-batch run's, and keep one copy
+            twice = view_param(view, image_shape, part_units * 2, seed, prior, magnitude, prior_max_norm)
+            rendering = render_units(
+                model,
+                layer,
+                part_units * 2,
+                seed=seed,
+                shape=image_shape,
+                param=twice,
+                regularizer=regularizer,
+                progress=progress,
+                **render_kwargs,
+            )
+            parts.append(_first_row(rendering))
+            continue
         param = view_param(view, image_shape, part_units, seed, prior, magnitude, prior_max_norm)
         parts.append(
             render_units(
