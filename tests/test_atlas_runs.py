@@ -1,0 +1,57 @@
+"""The atlas of real training runs, the MLP's and the CNN's, built by the `Atlas` callback of
+`python -m interp train` and opened in headless Chromium: no console errors, every image loaded,
+every link resolves, screenshots not blank."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from test_atlas import _browser_or_skip, _check_page
+
+from helpers import run_cli
+
+pytestmark = pytest.mark.slow
+
+COMMON = [
+    "trainer=fast",
+    "trainer.enable_progress_bar=false",
+    "data.subset=2000",
+    "data.val_size=200",
+    "callbacks=[topk,featvis,attribution,atlas]",
+    "callbacks.featvis.steps=16",
+    "callbacks.attribution.ig_steps=8",
+    "callbacks.attribution.n_check=8",
+]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, mnist_root):
+    """The atlas index of one short MLP run and one short CNN run."""
+    work = tmp_path_factory.mktemp("atlas_runs")
+    env = dict(os.environ, INTERP_DATA_DIR=str(mnist_root), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="2")
+    out = {}
+    for model, units in (("mlp", "0-5"), ("cnn", "0-5")):
+        proc = run_cli(["train", f"model={model}", f"units={units}", *COMMON, f"experiment={model}"], env, work)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (run,) = list((work / "runs" / model).iterdir())
+        out[model] = run / "atlas" / "index.html"
+        assert out[model].is_file()
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    Browser = _browser_or_skip()
+    with Browser(width=1280, height=900) as b:
+        yield b
+
+
+@pytest.mark.parametrize(("model", "layer"), [("mlp", "dense_1"), ("cnn", "conv2")])
+def test_atlas_of_a_training_run_in_the_browser(runs, browser, model, layer):
+    index = runs[model]
+    root = index.parent
+    _check_page(browser, index, root, min_images=0)
+    _check_page(browser, root / layer / "index.html", root, min_images=6)
+    unit_page = _check_page(browser, root / layer / "unit_0003.html", root, min_images=10)
+    assert f"{layer}" in unit_page.title
