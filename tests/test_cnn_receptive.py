@@ -216,7 +216,9 @@ def test_mnist_cnn_shape_names_and_config():
 
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "configs" / "model" / "cnn.yaml")
+    whole = OmegaConf.load(Path(__file__).resolve().parents[1] / "configs" / "model" / "cnn.yaml")
+    assert whole.layer == "conv2" and whole.experiment == "mnist_cnn"  # the file also points the interpretations
+    cfg = whole.model
     assert cfg._target_ == "interp.models.MnistCNN"
     kwargs = {k: v for k, v in cfg.items() if k != "_target_"}
     assert MnistCNN(**kwargs).hparams.channels == list(cfg.channels)

@@ -48,8 +48,8 @@ def test_topk_dream_invert_on_the_device(device):
 @pytest.mark.parametrize("max_batch", [None, 2])
 def test_chunks_give_the_images_of_one_batch(device, max_batch):
     """max_batch splits the units into chunks; every unit is seeded from (seed, unit), so the
-    images equal one batch's: bitwise for linear layers on the CPU; convolution kernels may be
-    chosen by batch size, so there the images agree to float precision."""
+    images equal one batch's up to float rounding: the matrix kernels a library picks may depend
+    on the batch size (bitwise equality holds for the MLP shapes of the DDP and visualize tests)."""
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 12), nn.ReLU(), nn.Linear(12, 6)).eval()
     for model, layer in ((mlp, "3"), (convnet(), "2")):
@@ -57,7 +57,4 @@ def test_chunks_give_the_images_of_one_batch(device, max_batch):
         kwargs = dict(image_shape=(3, 16, 16), seed=0, steps=8, kind="channel", transforms="default")
         one = render_view(model, layer, [0, 1, 2, 3, 4], "plain", **kwargs)
         chunked = render_view(model, layer, [0, 1, 2, 3, 4], "plain", max_batch=max_batch, **kwargs)
-        if device == "cpu" and model is mlp:
-            assert torch.equal(one.image, chunked.image)
-        else:
-            assert torch.allclose(one.image, chunked.image, atol=1e-4)
+        assert torch.allclose(one.image, chunked.image, atol=1e-5 if device == "cpu" else 1e-4)
