@@ -121,8 +121,9 @@ def test_per_layer_histograms(tb, tag):
 
 def test_unit_table_in_the_text_tab(tb):
     url, run = tb
-    assert "featvis/dense_1/table" in get_json(url, "/data/plugin/text/tags")[run]
-    entries = get_json(url, "/data/plugin/text/text", {"run": run, "tag": "featvis/dense_1/table"})
+    tag = "featvis/dense_1/table/text_summary"  # the suffix torch's add_text gives text tags
+    assert tag in get_json(url, "/data/plugin/text/tags")[run]
+    entries = get_json(url, "/data/plugin/text/text", {"run": run, "tag": tag})
     html = entries[0]["text"]
     assert "<table>" in html and "top-k majority label" in html and ">32<" in html
 

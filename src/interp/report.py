@@ -165,6 +165,26 @@ def tag_to_path(root: Path, tag: str, suffix: str = ".png") -> Path:
     return root.joinpath(*parts[:-1], parts[-1] + suffix)
 
 
+def described_image(tag: str, img: torch.Tensor, description: str) -> Any:
+    """A TensorBoard image summary in the images plugin's own format (a tensor of width, height and
+    the PNG, with the plugin's metadata), so that its ``description`` reaches the dashboard."""
+    from tensorboard.compat.proto import types_pb2
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.compat.proto.tensor_pb2 import TensorProto
+    from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+    from tensorboard.plugins.image import metadata as image_metadata
+    from torch.utils.tensorboard.summary import image as legacy_image
+
+    encoded = legacy_image(tag, img, dataformats="CHW").value[0].image
+    tensor = TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=3)]),
+        string_val=[str(encoded.width).encode(), str(encoded.height).encode(), encoded.encoded_image_string],
+    )
+    metadata = image_metadata.create_summary_metadata(display_name=tag, description=description)
+    return Summary(value=[Summary.Value(tag=tag, metadata=metadata, tensor=tensor)])
+
+
 class Reporter:
     """Writes images to a TensorBoard ``SummaryWriter`` (if any) and as PNGs under
     ``<run_dir>/interp/``, scalars to every logger, and result tensors as ``.pt`` files.
@@ -218,11 +238,7 @@ class Reporter:
         img = to_rgb(img).clamp(0, 1)
         if self.writer is not None:
             if description and hasattr(self.writer, "_get_file_writer"):
-                from torch.utils.tensorboard.summary import image as image_summary
-
-                summary = image_summary(tag, img, dataformats="CHW")
-                summary.value[0].metadata.summary_description = description
-                self.writer._get_file_writer().add_summary(summary, step)
+                self.writer._get_file_writer().add_summary(described_image(tag, img, description), step)
             else:
                 self.writer.add_image(tag, img, global_step=step, dataformats="CHW")
         path = tag_to_path(self.png_dir, tag)
