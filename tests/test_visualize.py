@@ -116,7 +116,7 @@ def test_visualize_on_two_processes_writes_the_same_bytes(trained_run):
         (runs[devices],) = list((cwd / "runs" / f"devices{devices}").iterdir())
     one = sorted(p.relative_to(runs[1]) for p in runs[1].rglob("interp/**/*.png"))
     two = sorted(p.relative_to(runs[2]) for p in runs[2].rglob("interp/**/*.png"))
-    assert one == two and len(one) == 5 * 4 + 1
+    assert one == two and len(one) == 5 * 5 + 1  # topk (top and bottom), featvis, panel, attribution; all
     for rel in one:
         assert (runs[1] / rel).read_bytes() == (runs[2] / rel).read_bytes(), rel
     a = torch.load(runs[1] / "interp/featvis/dense_1/featvis.pt", weights_only=True)

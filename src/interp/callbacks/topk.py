@@ -23,7 +23,7 @@ class TopKExamples(InterpretationCallback):
         k: examples per unit.
         batch_size: inference batch size.
         spatial: ``max`` or ``mean`` over positions for conv layers.
-        bottom: also log the bottom-k (``interp/topk_bottom/...``).
+        bottom: also log the bottom-k (``topk/<layer>/bottom/unit_XXX``; the atlas shows them).
         split, dataset, every_n_epochs, run_on_train_end, on_error, progress: see
             :class:`InterpretationCallback`.
     """

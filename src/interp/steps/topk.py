@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from interp.optvis.receptive import ReceptiveField, box_for, crop_field, receptive_field
 from interp.optvis.topk import TopK, all_gather_topk, mine_topk, shard_range
 from interp.report import Reporter, draw_boxes, grid, titled_row, topk_images
-from interp.steps.common import Units, distributed, example_input, resolve_units, sequential_loader, unit_tag
+from interp.steps.common import Units, distributed, example_input, resolve_units, sequential_loader
 
 
 @dataclass
@@ -143,23 +143,23 @@ def topk_examples(
 ) -> Examples:
     """Mine ``dataset`` and log, per unit, the grid of its ``k`` maximal-activation examples
     (``interp/topk/<layer>/unit_XXX``) and their best activation (``.../max_activation``); with
-    ``bottom`` also the most negative ones (``interp/topk_bottom/...``). Saves
+    ``bottom`` also the most negative ones (``topk/<layer>/bottom/unit_XXX``). Saves
     ``interp/topk/<layer>/topk.pt`` (``units``, ``values``, ``indices``, ``positions`` for conv
     layers, ``labels`` when the data has them, ``dataset_max``)."""
     unit_list = resolve_units(model, layer, units, example_input(dataset))
     top = mine(model, layer, unit_list, k, dataset, batch_size, largest=True, spatial=spatial, progress=progress)
     low = mine(model, layer, unit_list, k, dataset, batch_size, largest=False, spatial=spatial) if bottom else None
     field = cheap_receptive_field(model, layer) if top.positions is not None else None
-    for kind, result in (("topk", top), ("topk_bottom", low)):
+    for prefix, result in ((f"topk/{layer}", top), (f"topk/{layer}/bottom", low)):
         if result is None:
             continue
         for row, unit in enumerate(result.units.tolist()):
-            tag = unit_tag(kind, layer, unit)
+            tag = f"{prefix}/unit_{unit:03d}"
             images = topk_images(result, dataset, row)
             picture = grid(images, min_size=0)
             if field is not None and result.positions is not None:
                 picture = receptive_picture(images, result.positions[row, : len(images)], field)
-            which = "largest" if kind == "topk" else "most negative"
+            which = "largest" if result.largest else "most negative"
             where = " cropped to the receptive field of the maximum, beside the full images" if field else ""
             reporter.image(
                 tag,
@@ -168,7 +168,7 @@ def topk_examples(
                 description=f"The {len(images)} examples of the data with the {which} activation of {layer} unit "
                 f"{unit}{where}; best activation {float(result.values[row, 0]):.4g}.",
             )
-        reporter.histogram(f"{kind}/{layer}/best_activation", result.values[:, 0], step)
+        reporter.histogram(f"{prefix}/best_activation", result.values[:, 0], step)
     saved: dict[str, torch.Tensor] = {
         "units": top.units,
         "values": top.values,
