@@ -21,7 +21,7 @@ COMMON = [
     "callbacks=[topk,featvis,attribution,atlas]",
     "callbacks.featvis.steps=16",
     "callbacks.attribution.ig_steps=8",
-    "callbacks.attribution.n_check=8",
+    "+callbacks.attribution.n_check=8",
 ]
 
 
