@@ -32,3 +32,20 @@ class Boom(nn.Module):
 
     def forward(self, x):
         raise AssertionError("a module after the hooked layer ran: the forward pass should have stopped")
+
+
+def event_images(event_file: Path | str) -> dict[str, list[tuple[int, bytes]]]:
+    """Every image in a TensorBoard events file, ``{tag: [(step, png bytes), ...]}``: the legacy
+    image summaries (``add_image``) and the images plugin's tensor summaries (images with a
+    description), as TensorBoard's dashboard reads both."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(event_file), size_guidance={"images": 0, "tensors": 0})
+    acc.Reload()
+    out: dict[str, list[tuple[int, bytes]]] = {}
+    for tag in acc.Tags()["images"]:
+        out[tag] = [(e.step, e.encoded_image_string) for e in acc.Images(tag)]
+    for tag in acc.Tags()["tensors"]:
+        if acc.SummaryMetadata(tag).plugin_data.plugin_name == "images":
+            out[tag] = [(e.step, e.tensor_proto.string_val[2]) for e in acc.Tensors(tag)]
+    return out

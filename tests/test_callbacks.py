@@ -10,6 +10,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from helpers import event_images
 from interp.callbacks import (
     AttributionCheck,
     AttributionMismatchError,
@@ -72,9 +73,9 @@ def image_tags(log_dir: Path) -> set[str]:
 
     tags = set()
     for f in Path(log_dir).glob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(f), size_guidance={"images": 0, "scalars": 0, "histograms": 0})
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0, "histograms": 0})
         acc.Reload()
-        tags |= set(acc.Tags()["images"]) | set(acc.Tags()["scalars"]) | set(acc.Tags()["histograms"])
+        tags |= set(event_images(f)) | set(acc.Tags()["scalars"]) | set(acc.Tags()["histograms"])
     return tags
 
 
@@ -353,7 +354,6 @@ def test_projector_files(tmp_path, trained_mlp, mnist_root):
 
 
 def test_every_n_epochs_logs_at_each_epoch(tmp_path, mnist_small):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     x, y = mnist_small[0][:256], mnist_small[1][:256]
     cb = FeatureVisualization(
@@ -372,10 +372,7 @@ def test_every_n_epochs_logs_at_each_epoch(tmp_path, mnist_small):
     trainer.fit(UserCNN(), UserData(x, y))
     steps = []
     for f in tmp_path.glob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(f), size_guidance={"images": 0})
-        acc.Reload()
-        if "featvis/features.3/unit_001" in acc.Tags()["images"]:
-            steps += [e.step for e in acc.Images("featvis/features.3/unit_001")]
+        steps += [step for step, _ in event_images(f).get("featvis/features.3/unit_001", [])]
     assert sorted(steps) == [2, 4]  # the trainer's global step after each epoch of 2 batches
 
 

@@ -168,11 +168,9 @@ def _events(out: Path) -> list[Path]:
 
 
 def _image_summaries(event_file: Path) -> dict[str, bytes]:
-    from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+    from helpers import event_images
 
-    acc = EventAccumulator(str(event_file), size_guidance={IMAGES: 0})
-    acc.Reload()
-    return {tag: acc.Images(tag)[-1].encoded_image_string for tag in acc.Tags()[IMAGES]}
+    return {tag: events[-1][1] for tag, events in event_images(event_file).items()}
 
 
 def test_ddp_really_ran(runs):
