@@ -55,3 +55,5 @@ def test_atlas_of_a_training_run_in_the_browser(runs, browser, model, layer):
     _check_page(browser, root / layer / "index.html", root, min_images=6)
     unit_page = _check_page(browser, root / layer / "unit_0003.html", root, min_images=10)
     assert f"{layer}" in unit_page.title
+    # the unit's activation over the data set, as an inline SVG histogram
+    assert browser.evaluate("document.querySelectorAll('svg.hist').length") == 1

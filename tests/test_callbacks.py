@@ -271,6 +271,8 @@ def test_apply_runs_a_step_without_a_trainer(tmp_path, trained_mlp, mnist_small)
     assert result is cb.result and result.top.indices.shape == (1, 4)
     saved = torch.load(tmp_path / "interp" / "topk" / "dense_1" / "topk.pt", weights_only=True)
     assert torch.equal(saved["indices"], result.top.indices) and saved["labels"].shape == (1, 4)
+    # the unit's activation over the whole data set, for the atlas's histogram
+    assert saved["hist"].shape == (1, 40) and int(saved["hist"].sum()) == 300 and saved["hist_edges"].shape == (1, 41)
 
 
 # --- Captum cross-checks -------------------------------------------------------------------------

@@ -102,6 +102,38 @@ def _labels(dataset: Dataset, indices: torch.Tensor) -> torch.Tensor | None:
     return torch.tensor(flat, dtype=torch.long).reshape(indices.shape)
 
 
+def activation_histograms(
+    model: nn.Module,
+    layer: str,
+    units: list[int],
+    dataset: Dataset,
+    spatial: str = "max",
+    bins: int = 40,
+    batch_size: int = 1024,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each unit's activation over the whole data set (conv channels reduced over positions as the
+    top-k is), as histogram counts ``[U, bins]`` and edges ``[U, bins + 1]``."""
+    from interp.optvis import Capture, frozen, model_device
+
+    index = torch.tensor(units)
+    values = []
+    with frozen(model), Capture(model, [layer]) as cap, torch.no_grad():
+        for batch in sequential_loader(dataset, batch_size):
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            acts = cap(x.to(model_device(model)))[layer][:, index.to(model_device(model))]
+            if acts.dim() > 2:
+                acts = acts.flatten(2).amax(2) if spatial == "max" else acts.flatten(2).mean(2)
+            values.append(acts.float().cpu())
+    table = torch.cat(values)  # [N, U]
+    counts, edges = [], []
+    for column in table.T:
+        low, high = float(column.min()), float(column.max())
+        high = high if high > low else low + 1.0
+        counts.append(torch.histc(column, bins=bins, min=low, max=high))
+        edges.append(torch.linspace(low, high, bins + 1))
+    return torch.stack(counts), torch.stack(edges)
+
+
 def cheap_receptive_field(model: nn.Module, layer: str, max_pixels: int = 64 * 64) -> ReceptiveField | None:
     """The receptive field of ``layer`` from the module chain; measured from the gradient footprint
     only for inputs up to ``max_pixels`` (a measurement costs passes per output row and column);
@@ -182,5 +214,7 @@ def topk_examples(
         saved["labels"] = labels
     if low is not None:
         saved["bottom_values"], saved["bottom_indices"] = low.values, low.indices
+    if reporter.enabled:  # the atlas draws these; only rank zero writes them
+        saved["hist"], saved["hist_edges"] = activation_histograms(model, layer, unit_list, dataset, spatial)
     reporter.save(f"topk/{layer}/topk.pt", saved)
     return Examples(top, low, dataset, spatial)
