@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent('''
     import lightning.pytorch as L
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from interp.callbacks import AttributionCheck, FeatureVisualization, TopKExamples, UnitPanel
+    from interp.callbacks import AttributionCheck, DeepDream, FeatureVisualization, Inversion, TopKExamples, UnitPanel
     from interp.data import MNISTDataModule
     from interp.models import MnistMLP
     from interp.report import Reporter
@@ -82,6 +82,11 @@ SCRIPT = textwrap.dedent('''
     panel = UnitPanel(layer="dense_1", units=[32], steps=16, on_error="raise")
     attribution = AttributionCheck(layer="dense_1", units=[30, 31, 32], k=4, ig_steps=8, n_check=8,
                                    on_error="raise")
+    # three examples and three images: rank zero takes two, rank one one
+    inversion = Inversion(layer="dense_1", n_examples=3, steps=8, on_error="raise", progress=False)
+    photos = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+    deepdream = DeepDream(layer="dense_2", images=photos, size=None, octaves=1, steps_per_octave=2, roll=2,
+                          on_error="raise", progress=False)
     trainer = L.Trainer(
         accelerator="cpu",
         devices=devices,
@@ -91,7 +96,7 @@ SCRIPT = textwrap.dedent('''
         limit_val_batches=0,
         num_sanity_val_steps=0,
         logger=TensorBoardLogger(save_dir=str(out), name="", version="", default_hp_metric=False),
-        callbacks=[topk, featvis, panel, attribution],
+        callbacks=[topk, featvis, panel, attribution, inversion, deepdream],
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -253,6 +258,9 @@ def test_events_hold_the_same_images(runs):
         "featvis/dense_1/all",
         "panel/dense_1/unit_032",
         *(f"attribution/dense_1/unit_{u:03d}" for u in (30, 31, 32)),
+        "inversion/dense_1",
+        "dream/dense_2",
+        *(f"dream/dense_2/image_{i}" for i in range(3)),
     }
     assert set(ref) == expected
     assert set(got) == expected

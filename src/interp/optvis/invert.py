@@ -12,6 +12,7 @@ minimize ``||phi(x) - phi0||^2 / ||phi0||^2 + lambda_alpha * N_alpha(x) + lambda
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -50,13 +51,16 @@ def invert(
     lambda_tv: float = 1e-4,
     roll: int = 0,
     seed: int = 0,
+    row_seeds: Sequence[int] | None = None,
     progress: bool = False,
 ) -> Reconstruction:
     """Reconstruct inputs from their representation at ``layer``.
 
     Give either ``images`` ([B, C, H, W] or [C, H, W] in [0, 1]: their activations are the target)
     or ``activations`` of ``layer`` together with ``shape`` (B, C, H, W) of the images to find.
-    ``roll`` is the largest random circular shift (pixels) applied before each step.
+    ``roll`` is the largest random circular shift (pixels) applied before each step (drawn from
+    ``seed``). ``row_seeds`` seeds each image's start on its own (one per image), so an image's
+    reconstruction does not depend on the others in the batch.
     """
     if (images is None) == (activations is None):
         raise ValueError("give exactly one of images=... or activations=...")
@@ -76,7 +80,8 @@ def invert(
             shape = tuple(batch.shape)
         dims = tuple(range(1, phi0.dim()))
         norm0 = phi0.pow(2).sum(dims).clamp(min=1e-12)
-        param = image_param(shape, fft=False, decorrelate=False, sd=0.5, seed=seed).to(device)
+        start_seed = seed if row_seeds is None else list(row_seeds)
+        param = image_param(shape, fft=False, decorrelate=False, sd=0.5, seed=start_seed).to(device)
         opt = torch.optim.Adam(param.parameters(), lr=lr)
         shift = Roll(roll)
         alpha_reg, tv_reg = obj.alpha_norm(alpha), obj.total_variation(beta)

@@ -10,7 +10,7 @@ from torch import nn
 
 from interp.optvis import Dream, as_image_batch, dream
 from interp.report import Reporter, titled_row
-from interp.steps.common import check_layer
+from interp.steps.common import check_layer, gather_shares, my_share
 
 Images = torch.Tensor | str | Path | Sequence[torch.Tensor | str | Path] | None
 
@@ -50,22 +50,27 @@ def deep_dream(
     """Dream each image at ``layer``; log ``interp/dream/<layer>`` (originals beside dreams, the
     ``note`` in the title) and ``interp/dream/<layer>/image_N`` at full size."""
     check_layer(model, layer)
-    results, pairs = [], []
-    for i, img in enumerate(load_images(images, size)):
-        result = dream(
-            model,
-            img,
-            layer,
-            octaves=octaves,
-            octave_scale=octave_scale,
-            steps_per_octave=steps_per_octave,
-            step_size=step_size,
-            roll=roll,
-            tile_size=tile_size,
-            seed=seed,
-            progress=progress,
+    loaded = load_images(images, size)
+    mine = []  # under torch.distributed each rank dreams its share of the images
+    for i in my_share(list(range(len(loaded)))):
+        mine.append(
+            dream(
+                model,
+                loaded[i],
+                layer,
+                octaves=octaves,
+                octave_scale=octave_scale,
+                steps_per_octave=steps_per_octave,
+                step_size=step_size,
+                roll=roll,
+                tile_size=tile_size,
+                seed=seed,
+                progress=progress,
+            )
         )
-        results.append(result)
+    results = [r for part in gather_shares(mine) for r in part]
+    pairs = []
+    for i, (img, result) in enumerate(zip(loaded, results)):
         reporter.image(f"dream/{layer}/image_{i}", result.image[0], step, description=f"Image {i} dreamed at {layer}.")
         pairs += [img, result.image[0]]
     captions = [c for i in range(len(pairs) // 2) for c in (f"original {i}", f"dream at {layer}")]

@@ -7,8 +7,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from interp.optvis import Reconstruction, invert
+from interp.optvis.param import unit_seeds
 from interp.report import Reporter, grid, titled_row
-from interp.steps.common import check_layer, example_input
+from interp.steps.common import check_layer, example_input, gather_shares, my_share
 
 
 def inversion(
@@ -31,16 +32,26 @@ def inversion(
     representation error)."""
     check_layer(model, layer)
     images = example_input(dataset, n_examples)
-    result = invert(
-        model,
-        layer,
-        images,
-        steps=steps,
-        lr=lr,
-        lambda_tv=lambda_tv,
-        lambda_alpha=lambda_alpha,
-        seed=seed,
-        progress=progress,
+    share = my_share(list(range(len(images))))  # under torch.distributed each rank inverts its share
+    part = None
+    if share:
+        part = invert(
+            model,
+            layer,
+            images[share],
+            steps=steps,
+            lr=lr,
+            lambda_tv=lambda_tv,
+            lambda_alpha=lambda_alpha,
+            seed=seed,
+            row_seeds=unit_seeds(seed, share),
+            progress=progress,
+        )
+    parts = [p for p in gather_shares(part) if p is not None]
+    result = Reconstruction(
+        torch.cat([p.image for p in parts]),
+        torch.cat([p.error for p in parts]),
+        torch.cat([p.history for p in parts], 1),
     )
     both = torch.cat([images, result.image])
     picture = titled_row(
