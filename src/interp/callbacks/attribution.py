@@ -8,8 +8,8 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
-from interp.callbacks.base import InterpretationCallback, find_callback
-from interp.callbacks.topk import TopKExamples
+from interp.callbacks.base import InterpretationCallback
+from interp.callbacks.topk import examples_from
 from interp.errors import InterpError
 from interp.optvis.attribution import METHODS
 from interp.report import Reporter
@@ -92,12 +92,7 @@ class AttributionCheck(InterpretationCallback):
         progress: bool,
     ) -> AttributionSummary:
         assert dataset is not None
-        topk = find_callback(
-            others, TopKExamples, lambda cb: cb.layer == self.layer and cb.spatial == "max" and cb.k >= self.k
-        )
-        examples = (
-            topk.result if topk is not None and topk.result is not None and topk.result.dataset is dataset else None
-        )
+        examples = examples_from(others, self.layer, self.k, dataset)
         return attribute_units(
             model,
             dataset,

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from interp.callbacks.base import InterpretationCallback, find_callback
-from interp.callbacks.topk import TopKExamples
+from interp.callbacks.base import InterpretationCallback
+from interp.callbacks.topk import examples_from
 from interp.errors import InterpError
 from interp.report import Reporter
 from interp.steps.common import Units, example_input
@@ -130,7 +130,6 @@ class FeatureVisualization(InterpretationCallback):
         others: list[Any],
         progress: bool,
     ) -> Views:
-        topk = find_callback(others, TopKExamples, lambda cb: cb.layer == self.layer)
         prior, magnitude = view_inputs(self.views, dataset, self.seed)
         return feature_visualization(
             model,
@@ -150,7 +149,7 @@ class FeatureVisualization(InterpretationCallback):
             prior_max_norm=self.prior_max_norm,
             max_batch=self.max_batch,
             magnitude=magnitude,
-            examples=topk.result if topk else None,
+            examples=examples_from(others, self.layer),
             step=step,
             progress=progress,
         )

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from interp.callbacks.base import InterpretationCallback, find_callback
 from interp.callbacks.featvis import FeatureVisualization, view_inputs
-from interp.callbacks.topk import TopKExamples
+from interp.callbacks.topk import TopKExamples, examples_from
 from interp.report import Reporter
 from interp.steps.common import Units
 from interp.steps.panel import unit_panels
@@ -102,16 +102,9 @@ class UnitPanel(InterpretationCallback):
             self.l1_weight,
             self.prior_max_norm,
         )
-        topk = self.topk or find_callback(
-            others,
-            TopKExamples,
-            lambda cb: cb.layer == self.layer and cb.split == self.split and cb.spatial == "max" and cb.k >= self.k,
-        )
         featvis = self.featvis or find_callback(others, FeatureVisualization, lambda cb: cb.settings() == wanted)
         # The indices of a top-k point into the data set it mined: reuse it only for the same one.
-        examples = (
-            topk.result if topk is not None and topk.result is not None and topk.result.dataset is dataset else None
-        )
+        examples = examples_from([self.topk] if self.topk else others, self.layer, self.k, dataset)
         rendering = featvis.result if featvis is not None else None
         prior = None
         wanted_units = [self.units] if isinstance(self.units, int) else self.units

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
-from interp.callbacks.base import InterpretationCallback
+from interp.callbacks.base import InterpretationCallback, find_callback
 from interp.report import Reporter
 from interp.steps.common import Units
 from interp.steps.topk import Examples, topk_examples
@@ -80,3 +80,14 @@ class TopKExamples(InterpretationCallback):
             step=step,
             progress=progress,
         )
+
+
+def examples_from(others: list[Any], layer: str, k: int = 1, dataset: Dataset | None = None) -> Examples | None:
+    """The top-k a :class:`TopKExamples` of the run mined on ``layer`` (maxima over positions, at
+    least ``k`` examples), when it mined ``dataset`` (its indices point into that data set; any data
+    set when None: only the values are used then)."""
+    topk = find_callback(others, TopKExamples, lambda cb: cb.layer == layer and cb.spatial == "max" and cb.k >= k)
+    if topk is None or topk.result is None or (dataset is not None and topk.result.dataset is not dataset):
+        return None
+    result: Examples = topk.result
+    return result

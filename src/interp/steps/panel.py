@@ -18,10 +18,10 @@ from interp.steps.topk import Examples, mine
 VIEW_TITLES = {"plain": "plain optimum", "prior": "optimum under the data prior", "maco": "MaCo optimum"}
 
 
-def _template(model: nn.Module, layer: str, unit: int) -> torch.Tensor | None:
-    """The unit's weights as an image when the layer reads the input directly (``dense_1``)."""
+def _templates(model: nn.Module, layer: str, units: list[int]) -> torch.Tensor | None:
+    """The units' weights as images when the layer reads the input directly (``dense_1``)."""
     try:
-        return weight_template(model, layer, [unit])[0]
+        return weight_template(model, layer, units)
     except ValueError:
         return None
 
@@ -73,20 +73,27 @@ def unit_panels(
             prior=prior,
             prior_max_norm=prior_max_norm,
         )
+    # one batched forward pass per view for the captions, one look at the weights
+    reached = {
+        view: like_for_like(
+            model, layer, unit_list, torch.stack([rendering.image(view, u) for u in unit_list]), examples.spatial
+        )
+        for view in views
+    }
+    templates = _templates(model, layer, unit_list)
     paths: dict[int, Path | None] = {}
-    for unit in unit_list:
+    for row, unit in enumerate(unit_list):
         best = float(examples.top.values[examples.row(unit), 0])
         left = upscale(topk_grid(examples.top, examples.dataset, examples.row(unit), nrow=4), 256)
         pictures, titles = [left], [f"top {examples.top.k} examples (best {best:.3g})"]
         for view in views:
             image = rendering.image(view, unit)
-            value = float(like_for_like(model, layer, [unit], image[None], examples.spatial)[0])
+            value = float(reached[view][row])
             ratio = f", {value / best:.2f}x max" if best > 0 else ""
             pictures.append(upscale(image, int(left.shape[-2])))
             titles.append(f"{VIEW_TITLES.get(view, view)}: {value:.3g}{ratio}")
-        template = _template(model, layer, unit)
-        if template is not None:
-            pictures.append(signed_with_legend(template, size=int(left.shape[-2])))
+        if templates is not None:
+            pictures.append(signed_with_legend(templates[row], size=int(left.shape[-2])))
             titles.append("weights (red +, blue -)")
         img = titled_row(pictures, titles, title=f"{layer} unit {unit}")
         paths[unit] = reporter.image(
