@@ -18,15 +18,15 @@ from interp.steps.featvis import VIEWS, Views, feature_visualization
 
 
 def view_inputs(views: Sequence[str], dataset: Dataset | None, seed: int) -> tuple[nn.Module | None, Any]:
-    """What the views need from the data: the prior's decoder (trained once per data set and
-    cached by :func:`interp.models.train_prior`) and the data's Fourier magnitude for MaCo."""
+    """What the views need from the data: the prior (an ``ImagePrior``, trained once per data set
+    and cached by :func:`interp.models.train_prior`) and the data's Fourier magnitude for MaCo."""
     prior, magnitude = None, None
     if "prior" in views:
         from interp.models.prior import train_prior
 
         if dataset is None:
             raise InterpError("the prior view needs data to learn the prior from")
-        prior = train_prior(dataset, seed=seed).decoder
+        prior = train_prior(dataset, seed=seed)
     if "maco" in views:
         from interp.optvis.maco import magnitude_from_data
 
@@ -49,9 +49,14 @@ class FeatureVisualization(InterpretationCallback):
         views: ``plain`` (what maximizes the unit), ``prior`` (in the latent space of a generator
             trained on the ``split`` data, once per data set, cached), ``maco`` (Fourier phase
             only, magnitude of the data). ``prior`` and ``maco`` read the data.
-        prior_max_norm: trust-region radius of the prior's latent code (None: 3 sigma).
-        max_batch: the most units optimized in one batch (None: all at once); smaller chunks bound
-            the memory and give the same images. Under DDP each rank renders its share of the units.
+        prior_max_norm: trust-region radius of the prior's latent code around the origin (None:
+            twice the typical norm of a prior code, :func:`interp.optvis.latent.default_max_norm`).
+            With a top-k on the same layer before it, each unit's code starts at the mean code of
+            its top examples and stays within :func:`~interp.optvis.latent.default_radius` of it.
+        max_batch: the most units optimized in one batch. None: all at once on the CPU; on CUDA a
+            first chunk of 8 units measures the memory a unit takes and the rest go in chunks that
+            fill 80% of the free memory (halved again on out-of-memory). Chunks give the same
+            images. Under DDP each rank renders its share of the units.
         steps, lr, seed, transforms: passed to :func:`interp.optvis.render_units`.
         kind: ``channel`` or ``unit`` (conv layers: the centre position).
         shape: (C, H, W) of the input; default the model's ``example_input_array``.

@@ -4,8 +4,10 @@ more views. A view is a parameterization of the image, not another algorithm:
 * ``plain``: the default parameterization of :func:`interp.optvis.render` (Fourier basis,
   colour decorrelation), with the configured TV/L1 penalties: what maximizes the unit;
 * ``prior``: the latent space of a generator learned on the data (:mod:`interp.optvis.latent`),
-  inside a trust region: what *data-like* input maximizes the unit. A prior can bias the picture
-  toward the data; the plain view stays beside it;
+  inside a trust region: what *data-like* input maximizes the unit. Given the layer's top-k
+  examples and a prior that can encode (``ImagePrior``), each unit starts from the mean code of its
+  top examples and stays near it: a digit like the ones the unit prefers, pushed further. A prior
+  can bias the picture toward the data; the plain view stays beside it;
 * ``maco``: only the Fourier phase is optimized, the magnitude is the data's (Fel et al. 2023).
 """
 
@@ -20,8 +22,9 @@ from torch import nn
 
 from interp.errors import InterpError
 from interp.optvis import Capture, Rendering, frozen, model_device, render_units
-from interp.optvis.latent import LatentParam
+from interp.optvis.latent import LatentParam, mean_codes
 from interp.optvis.maco import MacoParam
+from interp.optvis.memory import PROBE_UNITS, MemoryMeter, fitting_batch, memory_meter
 from interp.optvis.param import unit_seeds
 from interp.optvis.templates import weight_template
 from interp.report import Reporter, labelled_grid, upscale
@@ -101,6 +104,32 @@ def like_for_like(model: nn.Module, layer: str, units: list[int], images: torch.
     return picked.float().cpu()
 
 
+def prior_starts(prior: nn.Module | None, examples: Examples | None, units: list[int]) -> torch.Tensor | None:
+    """Where the prior view starts for each unit: the mean latent code of its top examples
+    ([U, latent_dim], row i for ``units[i]``), when the prior can encode (``ImagePrior.encode``)
+    and ``examples`` cover the units; else None (random starts)."""
+    encode = getattr(prior, "encode", None)
+    if encode is None or examples is None or not examples.covers(units):
+        return None
+    rows = [examples.top.indices[examples.row(u)] for u in units]
+    k = min(int((r >= 0).sum()) for r in rows)
+    if k < 1:
+        return None
+    dataset = examples.dataset
+    images = torch.stack(
+        [
+            torch.stack([torch.as_tensor(_input(dataset[int(i)]), dtype=torch.float32) for i in r[r >= 0][:k]])
+            for r in rows
+        ]
+    )
+    device = next(iter(prior.parameters()), torch.empty(0)).device  # type: ignore[union-attr]
+    return mean_codes(encode, images.to(device)).cpu()
+
+
+def _input(item: Any) -> Any:
+    return item[0] if isinstance(item, (tuple, list)) else item
+
+
 def view_param(
     view: str,
     shape: tuple[int, ...],
@@ -109,9 +138,12 @@ def view_param(
     prior: nn.Module | None = None,
     magnitude: torch.Tensor | None = None,
     prior_max_norm: float | None = None,
+    starts: torch.Tensor | None = None,
 ) -> nn.Module | None:
     """The parameterization of ``view`` for one image of ``shape`` (C, H, W) per unit, each row
-    seeded from (``seed``, unit); None: ``render_units``' default (seeded the same way)."""
+    seeded from (``seed``, unit); None: ``render_units``' default (seeded the same way). ``prior``
+    is an ``ImagePrior`` or its decoder; ``starts`` ([len(units), latent_dim]) start the prior
+    view's codes (:func:`prior_starts`)."""
     seeds = unit_seeds(seed, units)
     if view == "plain":
         return None
@@ -120,7 +152,8 @@ def view_param(
             raise InterpError(
                 "the prior view needs a learned prior (a decoder); train one with interp.models.train_prior(data)"
             )
-        return LatentParam(prior, batch=len(units), seed=seeds, max_norm=prior_max_norm)
+        decoder = getattr(prior, "decoder", prior)
+        return LatentParam(decoder, batch=len(units), seed=seeds, max_norm=prior_max_norm, start=starts)
     if view == "maco":
         return MacoParam((len(units), *shape), magnitude=magnitude, seed=seeds)
     raise InterpError(f"unknown view {view!r}: use {', '.join(VIEWS)}")
@@ -162,56 +195,119 @@ def render_view(
     *,
     image_shape: tuple[int, ...],
     max_batch: int | None = None,
+    memory: MemoryMeter | None = None,
     seed: int = 0,
     prior: nn.Module | None = None,
     magnitude: torch.Tensor | None = None,
     prior_max_norm: float | None = None,
+    starts: torch.Tensor | None = None,
     regularizer: Any = None,
     progress: bool = False,
     **render_kwargs: Any,
 ) -> Rendering:
     """Render ``units`` in one view, split across torch.distributed ranks (each renders its share)
-    and in chunks of at most ``max_batch`` units (bounded memory). Every row is seeded from
-    (``seed``, unit) and the transforms from ``seed``, so on the CPU the images are the same bits
-    as one batch in one process."""
+    and in chunks (bounded memory). Every row is seeded from (``seed``, unit) and the transforms
+    from ``seed``, so on the CPU the images are the same bits as one batch in one process.
+
+    Chunks: at most ``max_batch`` units. ``max_batch=None`` on a CUDA model probes: the first chunk
+    has :data:`~interp.optvis.memory.PROBE_UNITS` units, its peak memory sizes the others to 80% of
+    the free memory (:func:`~interp.optvis.memory.fitting_batch`), and a chunk that still runs out
+    of memory is retried at half the size. On the CPU ``None`` renders the share in one batch.
+    ``memory`` replaces the CUDA meter (any :class:`~interp.optvis.memory.MemoryMeter`).
+    ``starts`` (row i for ``units[i]``) start the prior view."""
     share = my_share(units)
-    chunk = max_batch or max(1, len(share))
-    parts = []
-    for start in range(0, len(share), chunk):
-        part_units = share[start : start + chunk]
-        if len(part_units) == 1 and len(units) > 1:
-            # a batch of one takes other matrix kernels (matrix-vector) than larger batches: render
-            # the unit twice, so its bits match the one-batch run's, and keep one copy
-            twice = view_param(view, image_shape, part_units * 2, seed, prior, magnitude, prior_max_norm)
-            rendering = render_units(
-                model,
-                layer,
-                part_units * 2,
-                seed=seed,
-                shape=image_shape,
-                param=twice,
-                regularizer=regularizer,
-                progress=progress,
-                **render_kwargs,
+    meter = memory if memory is not None else (memory_meter(model) if max_batch is None else None)
+    if max_batch is not None:
+        chunk = max_batch
+    elif meter is not None:
+        chunk = min(PROBE_UNITS, max(1, len(share)))
+    else:
+        chunk = max(1, len(share))
+    probing = max_batch is None and meter is not None
+    parts: list[Rendering] = []
+    done = 0
+    while done < len(share):
+        part_units = share[done : done + chunk]
+        if probing and meter is not None:
+            meter.reset()
+        try:
+            parts.append(
+                _render_chunk(
+                    model,
+                    layer,
+                    units,
+                    part_units,
+                    view,
+                    image_shape,
+                    seed,
+                    prior,
+                    magnitude,
+                    prior_max_norm,
+                    starts,
+                    regularizer,
+                    progress,
+                    render_kwargs,
+                )
             )
-            parts.append(_first_row(rendering))
+        except torch.OutOfMemoryError:
+            if meter is None or chunk == 1:
+                raise
+            chunk = max(1, chunk // 2)  # the estimate was off: halve and retry this chunk
+            probing = False
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             continue
-        param = view_param(view, image_shape, part_units, seed, prior, magnitude, prior_max_norm)
-        parts.append(
-            render_units(
-                model,
-                layer,
-                part_units,
-                seed=seed,
-                shape=image_shape,
-                param=param,
-                regularizer=regularizer,
-                progress=progress,
-                **render_kwargs,
-            )
-        )
+        done += len(part_units)
+        if probing and meter is not None:
+            chunk = fitting_batch(meter.peak(), len(part_units), meter.free())
+            probing = False
     gathered = [p for rank_parts in gather_shares(parts) for p in rank_parts]
     return _join(gathered, units)
+
+
+def _render_chunk(
+    model: nn.Module,
+    layer: str,
+    units: list[int],
+    part_units: list[int],
+    view: str,
+    image_shape: tuple[int, ...],
+    seed: int,
+    prior: nn.Module | None,
+    magnitude: torch.Tensor | None,
+    prior_max_norm: float | None,
+    starts: torch.Tensor | None,
+    regularizer: Any,
+    progress: bool,
+    render_kwargs: dict[str, Any],
+) -> Rendering:
+    """One chunk of :func:`render_view`."""
+    twice = len(part_units) == 1 and len(units) > 1
+    # a batch of one takes other matrix kernels (matrix-vector) than larger batches: render the
+    # unit twice, so its bits match the one-batch run's, and keep one copy
+    rows = part_units * 2 if twice else part_units
+    param = view_param(
+        view,
+        image_shape,
+        rows,
+        seed,
+        prior,
+        magnitude,
+        prior_max_norm,
+        None if starts is None else starts[[units.index(u) for u in rows]],
+    )
+    rendering = render_units(
+        model,
+        layer,
+        rows,
+        seed=seed,
+        shape=image_shape,
+        param=param,
+        regularizer=regularizer,
+        progress=progress,
+        **render_kwargs,
+    )
+    return _first_row(rendering) if twice else rendering
 
 
 def feature_visualization(
@@ -242,8 +338,11 @@ def feature_visualization(
     achieved activation (``.../activation``), a grid of all units per view and, given the layer's
     top-k ``examples``, ``.../ratio_to_dataset_max`` (the same reduction over positions on both
     sides). Saves ``interp/featvis/<layer>/featvis.pt`` (``units``; per view the images and
-    ``activation_<view>``). Under torch.distributed each rank renders its share of the units (in
-    chunks of ``max_batch``) and every rank ends with all of them; only rank zero writes."""
+    ``activation_<view>``). The prior view (``prior``: an ``ImagePrior`` or a decoder) starts from
+    each unit's top ``examples`` when it can (:func:`prior_starts`) and runs without
+    ``transforms``: the generator already keeps its images natural. Under torch.distributed each
+    rank renders its share of the units (in chunks, see :func:`render_view`) and every rank ends
+    with all of them; only rank zero writes."""
     example = model_example(model)
     if shape is not None:
         example = torch.zeros(1, *tuple(shape)[-3:])
@@ -256,6 +355,7 @@ def feature_visualization(
     image_shape = tuple(example.shape[1:])
     result = Views(unit_list, {}, {})
     saved: dict[str, torch.Tensor] = {"units": torch.tensor(unit_list)}
+    starts = prior_starts(prior, examples, unit_list) if "prior" in views else None
     for index, view in enumerate(views):
         regularizer = image_regularizer(tv_weight, l1_weight) if view == "plain" else None
         rendering = render_view(
@@ -269,12 +369,13 @@ def feature_visualization(
             prior=prior,
             magnitude=magnitude,
             prior_max_norm=prior_max_norm,
+            starts=starts,
             regularizer=regularizer,
             progress=progress,
             kind=kind,
             steps=steps,
             lr=lr,
-            transforms=transforms,
+            transforms=None if view == "prior" else transforms,
         )
         activations = rendering.activations if rendering.activations is not None else rendering.scores
         result.renderings[view], result.activations[view] = rendering, activations

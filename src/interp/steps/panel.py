@@ -72,6 +72,7 @@ def unit_panels(
             l1_weight=l1_weight,
             prior=prior,
             prior_max_norm=prior_max_norm,
+            examples=examples,
         )
     # one batched forward pass per view for the captions, one look at the weights
     reached = {
