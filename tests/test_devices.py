@@ -58,3 +58,97 @@ def test_chunks_give_the_images_of_one_batch(device, max_batch):
         one = render_view(model, layer, [0, 1, 2, 3, 4], "plain", **kwargs)
         chunked = render_view(model, layer, [0, 1, 2, 3, 4], "plain", max_batch=max_batch, **kwargs)
         assert torch.allclose(one.image, chunked.image, atol=1e-5 if device == "cpu" else 1e-4)
+
+
+class FakeMemory:
+    """A MemoryMeter with fixed readings: every unit takes ``per_unit`` bytes, ``free`` are free."""
+
+    def __init__(self, per_unit: int, free: int):
+        self.per_unit, self.free_bytes, self.resets = per_unit, free, 0
+        self.last_chunk = 0
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    def peak(self) -> int:
+        return self.per_unit * self.last_chunk
+
+    def free(self) -> int:
+        return self.free_bytes
+
+
+def _recording_render(monkeypatch, meter: FakeMemory | None = None, fail_above: int | None = None) -> list[int]:
+    """Replace the render_units that render_view calls by one that records the chunk sizes (and
+    raises CUDA's out-of-memory error for chunks larger than ``fail_above``)."""
+    import interp.steps.featvis as featvis
+
+    sizes: list[int] = []
+    real = featvis.render_units
+
+    def recording(model, layer, units, **kwargs):
+        sizes.append(len(units))
+        if meter is not None:
+            meter.last_chunk = len(units)
+        if fail_above is not None and len(units) > fail_above:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, layer, units, **kwargs)
+
+    monkeypatch.setattr(featvis, "render_units", recording)
+    return sizes
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 24), nn.ReLU(), nn.Linear(24, 20)).eval()
+
+
+KW = dict(image_shape=(3, 8, 8), seed=0, steps=4, kind="channel", transforms=None)
+
+
+def test_memory_probe_sizes_the_chunks(monkeypatch):
+    """max_batch=None with a memory meter: a probing chunk of 8 units, then chunks that fill 80% of
+    the free memory at the measured bytes per unit (100 bytes a unit, 1000 free: 8 a chunk)."""
+    model, units = _mlp(), list(range(20))
+    one = render_view(model, "3", units, "plain", **KW)
+    meter = FakeMemory(per_unit=100, free=1000)
+    sizes = _recording_render(monkeypatch, meter)
+    probed = render_view(model, "3", units, "plain", memory=meter, **KW)
+    assert sizes == [8, 8, 4] and meter.resets == 1
+    assert torch.allclose(one.image, probed.image, atol=1e-5) and probed.units == units
+    sizes.clear()
+    meter.free_bytes = 400  # 3 units fit in 80% of 400 bytes
+    render_view(model, "3", units, "plain", memory=meter, **KW)
+    assert sizes == [8, 3, 3, 3, 3]
+    sizes.clear()
+    render_view(model, "3", units, "plain", max_batch=6, memory=FakeMemory(100, 10**9), **KW)
+    assert sizes == [6, 6, 6, 2]  # a given max_batch is not probed
+
+
+def test_out_of_memory_halves_the_chunk(monkeypatch):
+    """A chunk that runs out of memory is rendered again at half the size; the images stay those
+    of one batch. Without a meter (the CPU, or a given max_batch without one) the error is raised."""
+    model, units = _mlp(), list(range(12))
+    one = render_view(model, "3", units, "plain", **KW)
+    sizes = _recording_render(monkeypatch, FakeMemory(per_unit=1, free=10**9), fail_above=3)
+    retried = render_view(model, "3", units, "plain", memory=FakeMemory(per_unit=1, free=10**9), **KW)
+    assert sizes == [8, 4, 2, 2, 2, 2, 2, 2]
+    assert torch.allclose(one.image, retried.image, atol=1e-5)
+    with pytest.raises(torch.OutOfMemoryError):
+        render_view(model, "3", units, "plain", max_batch=6, **KW)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_memory_meter_and_probe():
+    from interp.optvis.memory import CudaMemory, memory_meter
+
+    model = _mlp().cuda()
+    meter = memory_meter(model)
+    assert isinstance(meter, CudaMemory)
+    meter.reset()
+    x = torch.zeros(1024, 1024, device="cuda")  # 4 MiB
+    assert meter.peak() >= 4 * 2**20 and meter.free() > 0
+    del x
+    units = list(range(20))
+    probed = render_view(model, "3", units, "plain", **KW)  # max_batch=None on CUDA: probed chunks
+    one = render_view(model, "3", units, "plain", max_batch=20, **KW)
+    assert torch.allclose(one.image, probed.image, atol=1e-4)
