@@ -232,7 +232,7 @@ def test_prior_decoder_makes_images(small_prior):
     assert small_prior.sample(3, torch.Generator().manual_seed(0)).shape == (3, 1, 28, 28)
 
 
-def test_latent_param_renders_units(small_prior):
+def test_latent_param_renders_units(small_prior, mnist_root):
     from interp.models import MnistMLP
 
     torch.manual_seed(0)
@@ -261,7 +261,7 @@ def test_latent_param_renders_units(small_prior):
     assert out.image.shape == (1, 1, 28, 28)
 
 
-def test_latent_param_starts_from_codes_and_stays_near_them(small_prior, small_images):
+def test_latent_param_starts_from_codes_and_stays_near_them(small_prior, small_images, mnist_root):
     from interp.models import MnistMLP
     from interp.optvis.latent import default_radius, mean_codes
 
