@@ -224,6 +224,27 @@ def render_view(
     else:
         chunk = max(1, len(share))
     probing = max_batch is None and meter is not None
+
+    def render_chunk(part_units: list[int]) -> Rendering:
+        # a batch of one takes other matrix kernels (matrix-vector) than larger batches: render the
+        # unit twice, so its bits match the one-batch run's, and keep one copy
+        twice = len(part_units) == 1 and len(units) > 1
+        rows = part_units * 2 if twice else part_units
+        rows_starts = None if starts is None else starts[[units.index(u) for u in rows]]
+        param = view_param(view, image_shape, rows, seed, prior, magnitude, prior_max_norm, rows_starts)
+        rendering = render_units(
+            model,
+            layer,
+            rows,
+            seed=seed,
+            shape=image_shape,
+            param=param,
+            regularizer=regularizer,
+            progress=progress,
+            **render_kwargs,
+        )
+        return _first_row(rendering) if twice else rendering
+
     parts: list[Rendering] = []
     done = 0
     while done < len(share):
@@ -231,24 +252,7 @@ def render_view(
         if probing and meter is not None:
             meter.reset()
         try:
-            parts.append(
-                _render_chunk(
-                    model,
-                    layer,
-                    units,
-                    part_units,
-                    view,
-                    image_shape,
-                    seed,
-                    prior,
-                    magnitude,
-                    prior_max_norm,
-                    starts,
-                    regularizer,
-                    progress,
-                    render_kwargs,
-                )
-            )
+            parts.append(render_chunk(part_units))
         except torch.OutOfMemoryError:
             if meter is None or chunk == 1:
                 raise
@@ -263,51 +267,6 @@ def render_view(
             probing = False
     gathered = [p for rank_parts in gather_shares(parts) for p in rank_parts]
     return _join(gathered, units)
-
-
-def _render_chunk(
-    model: nn.Module,
-    layer: str,
-    units: list[int],
-    part_units: list[int],
-    view: str,
-    image_shape: tuple[int, ...],
-    seed: int,
-    prior: nn.Module | None,
-    magnitude: torch.Tensor | None,
-    prior_max_norm: float | None,
-    starts: torch.Tensor | None,
-    regularizer: Any,
-    progress: bool,
-    render_kwargs: dict[str, Any],
-) -> Rendering:
-    """One chunk of :func:`render_view`."""
-    twice = len(part_units) == 1 and len(units) > 1
-    # a batch of one takes other matrix kernels (matrix-vector) than larger batches: render the
-    # unit twice, so its bits match the one-batch run's, and keep one copy
-    rows = part_units * 2 if twice else part_units
-    param = view_param(
-        view,
-        image_shape,
-        rows,
-        seed,
-        prior,
-        magnitude,
-        prior_max_norm,
-        None if starts is None else starts[[units.index(u) for u in rows]],
-    )
-    rendering = render_units(
-        model,
-        layer,
-        rows,
-        seed=seed,
-        shape=image_shape,
-        param=param,
-        regularizer=regularizer,
-        progress=progress,
-        **render_kwargs,
-    )
-    return _first_row(rendering) if twice else rendering
 
 
 def feature_visualization(
