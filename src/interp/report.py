@@ -7,6 +7,7 @@ one) and as ``<run>/interp/<tag>.png``. Only global rank zero writes.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from collections.abc import Sequence
@@ -85,9 +86,26 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def to_uint8(img: torch.Tensor) -> torch.Tensor:
+    """A [C, H, W] image in [0, 1] as RGB uint8 [H, W, 3], rounded to nearest (one pass over a copy)."""
+    return to_rgb(img).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
+
+
 def tensor_to_pil(img: torch.Tensor) -> Image.Image:
-    arr = to_rgb(img).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
-    return Image.fromarray(arr)
+    return Image.fromarray(to_uint8(img).numpy())
+
+
+# zlib level of the PNGs written: 3 encodes about twice as fast as PIL's default (6), for files
+# about a third larger on these pictures (flat backgrounds, text, pixel art).
+PNG_LEVEL = 3
+
+
+def encode_png(img: torch.Tensor) -> tuple[bytes, int, int]:
+    """``img`` ([C, H, W] in [0, 1]) as PNG bytes, with its width and height."""
+    arr = to_uint8(img).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=PNG_LEVEL)
+    return buf.getvalue(), int(arr.shape[1]), int(arr.shape[0])
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
@@ -165,23 +183,22 @@ def tag_to_path(root: Path, tag: str, suffix: str = ".png") -> Path:
     return root.joinpath(*parts[:-1], parts[-1] + suffix)
 
 
-def described_image(tag: str, img: torch.Tensor, description: str) -> Any:
-    """A TensorBoard image summary in the images plugin's own format (a tensor of width, height and
-    the PNG, with the plugin's metadata), so that its ``description`` reaches the dashboard."""
+def described_image(tag: str, png: bytes, width: int, height: int, description: str | None) -> Any:
+    """A TensorBoard image summary of an encoded PNG in the images plugin's own format (a tensor of
+    width, height and the PNG, with the plugin's metadata), so that ``description`` reaches the
+    dashboard."""
     from tensorboard.compat.proto import types_pb2
     from tensorboard.compat.proto.summary_pb2 import Summary
     from tensorboard.compat.proto.tensor_pb2 import TensorProto
     from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
     from tensorboard.plugins.image import metadata as image_metadata
-    from torch.utils.tensorboard.summary import image as legacy_image
 
-    encoded = legacy_image(tag, img, dataformats="CHW").value[0].image
     tensor = TensorProto(
         dtype=types_pb2.DT_STRING,
         tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=3)]),
-        string_val=[str(encoded.width).encode(), str(encoded.height).encode(), encoded.encoded_image_string],
+        string_val=[str(width).encode(), str(height).encode(), png],
     )
-    metadata = image_metadata.create_summary_metadata(display_name=tag, description=description)
+    metadata = image_metadata.create_summary_metadata(display_name=tag, description=description or "")
     return Summary(value=[Summary.Value(tag=tag, metadata=metadata, tensor=tensor)])
 
 
@@ -207,6 +224,7 @@ class Reporter:
         self.loggers = list(loggers)
         self.enabled = enabled
         self.written: list[Path] = []
+        self._folders: set[Path] = set()  # folders made already (a mkdir per image costs ms on slow disks)
         if writer is None and enabled and not Reporter._warned_no_tb:
             Reporter._warned_no_tb = True
             log.warning(
@@ -235,17 +253,22 @@ class Reporter:
         by TensorBoard beside the image); returns the PNG path."""
         if not self.enabled:
             return None
-        img = to_rgb(img).clamp(0, 1)
+        png, width, height = encode_png(img)  # encoded once, for TensorBoard and for the file
         if self.writer is not None:
-            if description and hasattr(self.writer, "_get_file_writer"):
-                self.writer._get_file_writer().add_summary(described_image(tag, img, description), step)
+            if hasattr(self.writer, "_get_file_writer"):  # a SummaryWriter
+                self.writer._get_file_writer().add_summary(described_image(tag, png, width, height, description), step)
             else:
-                self.writer.add_image(tag, img, global_step=step, dataformats="CHW")
+                self.writer.add_image(tag, to_rgb(img).clamp(0, 1), global_step=step, dataformats="CHW")
         path = tag_to_path(self.png_dir, tag)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensor_to_pil(img).save(path)
+        self._mkdir(path.parent)
+        path.write_bytes(png)
         self.written.append(path)
         return path
+
+    def _mkdir(self, folder: Path) -> None:
+        if folder not in self._folders:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
 
     def scalar(self, tag: str, value: float, step: int = 0) -> None:
         """One scalar to every logger (TensorBoard, CSV, ...)."""
