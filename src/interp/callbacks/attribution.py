@@ -46,7 +46,7 @@ class AttributionCheck(InterpretationCallback):
         k: int = 8,
         n_check: int = 64,
         check_units: int | None = 8,
-        ig_steps: int = 64,
+        ig_steps: int = 32,
         internal_batch_size: int = 256,
         tolerance: float = 1e-5,
         on_mismatch: str = "warn",

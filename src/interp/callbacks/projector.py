@@ -22,7 +22,7 @@ class EmbeddingProjector(InterpretationCallback):
     def __init__(
         self,
         layer: str,
-        n: int = 2000,
+        n: int = 1000,
         tsne: bool = True,
         seed: int = 0,
         *,
