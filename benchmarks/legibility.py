@@ -121,7 +121,7 @@ def newest(pattern: str) -> Path:
 
 def train_subprocess(spec: LayerSpec) -> tuple[Path, float]:
     """``python -m interp train 'callbacks=[]' experiment=<spec.experiment> <overrides>``: the
-    model of ``make train`` (seed 42, 10 epochs), without the interpretation callbacks."""
+    model of ``make train`` (seed 42, 5 epochs), without the interpretation callbacks."""
     runs = REPO / "runs" / spec.experiment
     before = set(runs.glob("*")) if runs.exists() else set()
     cmd = [
