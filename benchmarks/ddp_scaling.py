@@ -4,12 +4,15 @@
 torch.distributed (each rank renders its contiguous share, ``interp.steps.common.my_share``) and
 all-gathers the results (``gather_shares``). This benchmark times that split on the CPU:
 
-* (a) ``MnistMLP`` layer ``dense_1``, units 0-511;
-* (b) ``MnistCNN`` layer ``conv2``, channels 0-31;
+* (a) ``MnistMLP`` layer ``dense_1``, units 0-511, 28 x 28 inputs;
+* (b) ``MnistCNN`` layer ``conv2``, channels 0-31, 28 x 28 inputs;
+* (c) torchvision's ResNet-18 layer ``layer3``, channels 0-31, 64 x 64 RGB inputs, 32 steps (the
+  issue's alternative conv workload: a layer whose step is dominated by convolutions, where (b) is
+  dominated by a fixed per-step cost of a few small operations that both ranks pay);
 
-both with random weights (``torch.manual_seed(0)``: the time of a step does not depend on the
-weights), view ``plain``: ``render_view(model, layer, units, "plain", image_shape=(1, 28, 28),
-steps=STEPS, seed=0, regularizer=None, kind="channel", transforms="default")``, the same steps in
+all with random weights (``torch.manual_seed(0)``: the time of a step does not depend on the
+weights), view ``plain``: ``render_view(model, layer, units, "plain", image_shape=shape,
+steps=steps, seed=0, regularizer=None, kind="channel", transforms="default")``, the same steps in
 both variants. Variants:
 
 * 1 process, ``torch.set_num_threads(1)`` (no process group: it renders every unit);
@@ -29,7 +32,7 @@ The variants of both workloads alternate, repetition by repetition, order rotate
 
 Run from the repository root::
 
-    .venv/bin/python -m benchmarks.ddp_scaling                   # ~6 min on 2 cores
+    .venv/bin/python -m benchmarks.ddp_scaling                   # ~8 min on 2 cores
     .venv/bin/python -m benchmarks.ddp_scaling --reps 1 --steps 16 --no-write
 """
 
@@ -76,20 +79,29 @@ LR = 0.05  # render's default learning rate
 @dataclass(frozen=True)
 class Workload:
     name: str
-    model: str  # "mlp" or "cnn"
+    model: str  # "mlp", "cnn" or "resnet18"
     layer: str
     units: int
+    image_shape: tuple[int, int, int] = IMAGE_SHAPE
+    steps: int | None = None  # None: --steps
 
     def build(self) -> torch.nn.Module:
         from interp.models import MnistCNN, MnistMLP
 
         torch.manual_seed(0)
+        if self.model == "resnet18":
+            import torchvision
+
+            return torchvision.models.resnet18(weights=None).eval()
         return (MnistMLP() if self.model == "mlp" else MnistCNN()).eval()
 
 
 WORKLOADS = {
     "mlp": Workload("MnistMLP dense_1, units 0-511", "mlp", "dense_1", 512),
     "cnn": Workload("MnistCNN conv2, channels 0-31", "cnn", "conv2", 32),
+    "resnet18": Workload(
+        "ResNet-18 layer3, channels 0-31, 64 px", "resnet18", "layer3", 32, image_shape=(3, 64, 64), steps=32
+    ),
 }
 
 
@@ -119,7 +131,7 @@ def _render(workload: Workload, model: torch.nn.Module, steps: int, ticks: list[
         workload.layer,
         list(range(workload.units)),
         "plain",
-        image_shape=IMAGE_SHAPE,
+        image_shape=workload.image_shape,
         steps=steps,
         seed=0,
         regularizer=None,
@@ -234,9 +246,11 @@ class Group:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=256, help="optimization steps of every render (both variants)")
+    parser.add_argument(
+        "--steps", type=int, default=256, help="optimization steps of the MNIST renders (ResNet-18: 32), both variants"
+    )
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions of each variant")
-    parser.add_argument("--workloads", default="mlp,cnn", help="comma-separated: mlp, cnn")
+    parser.add_argument("--workloads", default="mlp,cnn,resnet18", help="comma-separated: mlp, cnn, resnet18")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -260,7 +274,7 @@ def main() -> None:
                     name = f"{key}/{world}"
 
                     def variant(workload=WORKLOADS[key], group=groups[world], name=name):
-                        results.setdefault(name, []).append(group.run(workload, args.steps))
+                        results.setdefault(name, []).append(group.run(workload, workload.steps or args.steps))
 
                     variants[name] = variant
 
@@ -331,8 +345,10 @@ def main() -> None:
         "",
         f"Reproduce: `{reproduce}`.",
         "",
-        f'`render_view(model, layer, units, "plain", image_shape=(1, 28, 28), steps={args.steps}, '
-        f'seed=0, regularizer=None, kind="channel", transforms="default")`, random weights '
+        f'`render_view(model, layer, units, "plain", image_shape=shape, steps=steps, '
+        f'seed=0, regularizer=None, kind="channel", transforms="default")` with shape (1, 28, 28) and '
+        f"{args.steps} steps for the MNIST models, (3, 64, 64) and 32 steps for ResNet-18 (torchvision), "
+        f"random weights "
         f"(`torch.manual_seed(0)`). 1 process with `torch.set_num_threads(1)` against 2 processes "
         f"(spawned by `torch.multiprocessing`, gloo on 127.0.0.1) with 1 thread each, each rank "
         f"rendering its contiguous share of the units and all-gathering them; the worker processes "
