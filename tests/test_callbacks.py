@@ -410,3 +410,33 @@ def test_attribution_check_with_all_methods_logs_each_sanity_check(tmp_path, mni
     assert saved["gradcam"].shape == (1, 3, 28, 28) and saved["examples"].shape == (1, 3, 1, 28, 28)
     with pytest.raises(InterpError, match="unknown attribution method 'lime'"):
         AttributionCheck("features.3", methods=["lime"])
+
+
+def test_reporter_writes_the_same_png_to_tensorboard_and_to_disk(tmp_path):
+    """One encoding per picture: the event file's PNG and the file's are the same bytes, and they
+    decode to the logged image rounded to 8 bits (with a description and without one)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from torch.utils.tensorboard import SummaryWriter
+
+    from interp.report import Reporter
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(3, 20, 33, generator=g)
+    gray = torch.rand(1, 7, 9, generator=g)
+    writer = SummaryWriter(tmp_path / "tb")
+    reporter = Reporter(tmp_path, writer)
+    colour = reporter.image("interp/check/colour", img, step=3, description="a colour picture")
+    single = reporter.image("interp/check/gray", gray, step=4)
+    writer.close()
+    (events,) = (tmp_path / "tb").glob("events.out.tfevents.*")
+    logged = event_images(events)
+    assert logged["interp/check/colour"] == [(3, colour.read_bytes())]
+    assert logged["interp/check/gray"] == [(4, single.read_bytes())]
+    decoded = np.asarray(Image.open(io.BytesIO(colour.read_bytes())).convert("RGB"))
+    expected = (img.permute(1, 2, 0).numpy() * 255).round()
+    assert decoded.shape == (20, 33, 3) and np.abs(decoded - expected).max() <= 0.5
+    grey = np.asarray(Image.open(single).convert("RGB"))
+    assert (grey[..., 0] == grey[..., 2]).all() and grey.shape == (7, 9, 3)
