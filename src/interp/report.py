@@ -62,16 +62,19 @@ def grid(
     return make_grid(x, nrow=nrow, padding=padding, pad_value=pad_value)
 
 
+def inputs_at(dataset, indices) -> torch.Tensor:
+    """The inputs of ``dataset`` at ``indices`` stacked as one float tensor (items are inputs or
+    tuples whose first element is the input)."""
+    items = [dataset[int(i)] for i in indices]
+    return torch.stack(
+        [torch.as_tensor(i[0] if isinstance(i, (tuple, list)) else i, dtype=torch.float32) for i in items]
+    )
+
+
 def topk_images(topk, dataset, unit_row: int) -> torch.Tensor:
     """The examples of row ``unit_row`` of a :class:`~interp.optvis.topk.TopK`, fetched from
-    ``dataset`` (items are images or tuples whose first element is the image)."""
-    items = []
-    for idx in topk.indices[unit_row].tolist():
-        if idx < 0:
-            continue
-        item = dataset[idx]
-        items.append(item[0] if isinstance(item, (tuple, list)) else item)
-    return torch.stack([torch.as_tensor(i, dtype=torch.float32) for i in items])
+    ``dataset`` (missing ones, index -1, left out)."""
+    return inputs_at(dataset, [i for i in topk.indices[unit_row].tolist() if i >= 0])
 
 
 def topk_grid(topk, dataset, unit_row: int, nrow: int | None = None, min_size: int = 0) -> torch.Tensor:

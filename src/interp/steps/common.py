@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from interp.errors import InterpError
 from interp.optvis import get_layer, layer_size, model_device
 from interp.optvis import objectives as obj
+from interp.report import inputs_at
 
 Units = Sequence[int] | range | int | None
 T = TypeVar("T")
@@ -34,12 +35,10 @@ def check_layer(model: nn.Module, layer: str) -> None:
 
 def example_input(dataset: Dataset, n: int = 1) -> torch.Tensor:
     """The first ``n`` inputs of ``dataset`` (items are inputs or (input, label, ...) tuples)."""
-    items = [dataset[i] for i in range(min(n, len(dataset)))]  # type: ignore[arg-type]
-    if not items:
+    count = min(n, len(dataset))  # type: ignore[arg-type]
+    if count < 1:
         raise InterpError("the data set to interpret is empty")
-    return torch.stack(
-        [torch.as_tensor(i[0] if isinstance(i, (tuple, list)) else i, dtype=torch.float32) for i in items]
-    )
+    return inputs_at(dataset, range(count))
 
 
 def resolve_units(model: nn.Module, layer: str, units: Units, example: torch.Tensor) -> list[int]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ from interp.optvis.maco import MacoParam
 from interp.optvis.memory import PROBE_UNITS, MemoryMeter, fitting_batch, memory_meter
 from interp.optvis.param import unit_seeds
 from interp.optvis.templates import weight_template
-from interp.report import Reporter, labelled_grid, upscale
+from interp.report import Reporter, inputs_at, labelled_grid, upscale
 from interp.steps.common import (
     Units,
     gather_shares,
@@ -59,7 +60,11 @@ class Views:
     ratios: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def image(self, view: str, unit: int) -> torch.Tensor:
-        return self.renderings[view].image[self.units.index(unit)]
+        return self.renderings[view].image[self._rows[unit]]
+
+    @cached_property
+    def _rows(self) -> dict[int, int]:
+        return {unit: row for row, unit in enumerate(self.units)}
 
     def covers(self, units: Sequence[int], views: Sequence[str] = ("plain",)) -> bool:
         return set(units) <= set(self.units) and set(views) <= set(self.renderings)
@@ -115,19 +120,9 @@ def prior_starts(prior: nn.Module | None, examples: Examples | None, units: list
     k = min(int((r >= 0).sum()) for r in rows)
     if k < 1:
         return None
-    dataset = examples.dataset
-    images = torch.stack(
-        [
-            torch.stack([torch.as_tensor(_input(dataset[int(i)]), dtype=torch.float32) for i in r[r >= 0][:k]])
-            for r in rows
-        ]
-    )
+    images = torch.stack([inputs_at(examples.dataset, r[r >= 0][:k].tolist()) for r in rows])
     device = next(iter(prior.parameters()), torch.empty(0)).device  # type: ignore[union-attr]
     return mean_codes(encode, images.to(device)).cpu()
-
-
-def _input(item: Any) -> Any:
-    return item[0] if isinstance(item, (tuple, list)) else item
 
 
 def view_param(
@@ -224,13 +219,14 @@ def render_view(
     else:
         chunk = max(1, len(share))
     probing = max_batch is None and meter is not None
+    row_of = {unit: row for row, unit in enumerate(units)}
 
     def render_chunk(part_units: list[int]) -> Rendering:
         # a batch of one takes other matrix kernels (matrix-vector) than larger batches: render the
         # unit twice, so its bits match the one-batch run's, and keep one copy
         twice = len(part_units) == 1 and len(units) > 1
         rows = part_units * 2 if twice else part_units
-        rows_starts = None if starts is None else starts[[units.index(u) for u in rows]]
+        rows_starts = None if starts is None else starts[[row_of[u] for u in rows]]
         param = view_param(view, image_shape, rows, seed, prior, magnitude, prior_max_norm, rows_starts)
         rendering = render_units(
             model,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -30,7 +31,11 @@ class Examples:
         return set(units) <= set(self.top.units.tolist()) and self.top.k >= min(k, len(self.dataset))  # type: ignore[arg-type]
 
     def row(self, unit: int) -> int:
-        return self.top.units.tolist().index(unit)
+        return self._rows[unit]
+
+    @cached_property
+    def _rows(self) -> dict[int, int]:
+        return {unit: row for row, unit in enumerate(self.top.units.tolist())}
 
     def labels(self) -> torch.Tensor | None:
         """The labels of the top examples ([U, k], -1 where missing), when the data has labels."""
