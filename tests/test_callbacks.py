@@ -440,3 +440,31 @@ def test_reporter_writes_the_same_png_to_tensorboard_and_to_disk(tmp_path):
     assert decoded.shape == (20, 33, 3) and np.abs(decoded - expected).max() <= 0.5
     grey = np.asarray(Image.open(single).convert("RGB"))
     assert (grey[..., 0] == grey[..., 2]).all() and grey.shape == (7, 9, 3)
+
+
+def test_the_randomization_check_runs_on_the_first_sanity_units_units(tmp_path, mnist_small, monkeypatch):
+    """Every unit gets its maps; the model-randomization check (two more attributions per unit
+    and method) only the first ``sanity_units`` units, and the layer means come from those."""
+    from interp.report import Reporter
+    from interp.steps import attribution as attribution_step
+
+    checked: list[int] = []
+    real = attribution_step.randomization_check
+
+    def counting(model, layer, unit, *args, **kwargs):
+        checked.append(unit)
+        return real(model, layer, unit, *args, **kwargs)
+
+    monkeypatch.setattr(attribution_step, "randomization_check", counting)
+    x, y = mnist_small[0][:300], mnist_small[1][:300]
+    cb = AttributionCheck("features.3", units=[2, 5, 7], k=2, n_check=4, ig_steps=4, sanity_units=2, progress=False)
+    summary = cb.apply(UserCNN(), torch.utils.data.TensorDataset(x, y), Reporter(tmp_path))
+    assert sorted(checked) == [2, 2, 5, 5]  # ig and saliency, units 2 and 5 only
+    assert -1 <= summary.means["randomization_spearman_ig"] <= 1
+    saved = torch.load(tmp_path / "interp" / "attribution" / "features.3" / "attribution.pt", weights_only=True)
+    assert saved["units"].tolist() == [2, 5, 7] and saved["ig"].shape[0] == 3
+    checked.clear()
+    AttributionCheck("features.3", units=[2, 5, 7], k=2, n_check=4, ig_steps=4, sanity_units=None).apply(
+        UserCNN(), torch.utils.data.TensorDataset(x, y)
+    )
+    assert sorted(checked) == [2, 2, 5, 5, 7, 7]

@@ -31,10 +31,11 @@ class AttributionCheck(InterpretationCallback):
     (:class:`~interp.steps.AttributionMismatchError`) or ``"warn"``.
 
     Per unit: ``interp/attribution/<layer>/unit_XXX`` (examples | integrated gradients | gradient,
-    red positive, blue negative) and the scalars ``.../ig_completeness_error``,
-    ``.../randomization_spearman_ig``, ``.../randomization_spearman_grad`` and
-    ``.../same_model_spearman_ig`` (model randomization of all layers at once, Adebayo et al.
-    2018: a faithful map changes when the weights do, so a low ``randomization`` value is good).
+    red positive, blue negative); per layer, histograms over units and means of
+    ``ig_completeness_error`` and of ``randomization_spearman_ig``, ``randomization_spearman_grad``
+    and ``same_model_spearman_ig`` (model randomization of all layers at once, Adebayo et al.
+    2018: a faithful map changes when the weights do, so a low ``randomization`` value is good),
+    these three on the first ``sanity_units`` units (None: every unit).
     """
 
     result: AttributionSummary | None
@@ -51,6 +52,7 @@ class AttributionCheck(InterpretationCallback):
         tolerance: float = 1e-5,
         on_mismatch: str = "warn",
         sanity_check: bool = True,
+        sanity_units: int | None = 16,
         batch_size: int = 1024,
         methods: Sequence[str] = ("ig", "saliency"),
         *,
@@ -75,6 +77,7 @@ class AttributionCheck(InterpretationCallback):
         self.units, self.k, self.n_check, self.check_units = units, k, n_check, check_units
         self.ig_steps, self.internal_batch_size, self.tolerance = ig_steps, internal_batch_size, tolerance
         self.on_mismatch, self.sanity_check, self.batch_size = on_mismatch, sanity_check, batch_size
+        self.sanity_units = sanity_units
         unknown = [m for m in methods if m not in METHODS]
         if unknown or not methods:
             raise InterpError(
@@ -107,6 +110,7 @@ class AttributionCheck(InterpretationCallback):
             tolerance=self.tolerance,
             on_mismatch=self.on_mismatch,
             sanity_check=self.sanity_check,
+            sanity_units=self.sanity_units,
             batch_size=self.batch_size,
             examples=examples,
             methods=self.methods,
