@@ -345,10 +345,13 @@ def main() -> None:
         "",
         f"Reproduce: `{reproduce}`.",
         "",
-        f'`render_view(model, layer, units, "plain", image_shape=shape, steps=steps, '
-        f'seed=0, regularizer=None, kind="channel", transforms="default")` with shape (1, 28, 28) and '
-        f"{args.steps} steps for the MNIST models, (3, 64, 64) and 32 steps for ResNet-18 (torchvision), "
-        f"random weights "
+        '`render_view(model, layer, units, "plain", image_shape=shape, steps=steps, '
+        'seed=0, regularizer=None, kind="channel", transforms="default")` ('
+        + "; ".join(
+            f"{WORKLOADS[k].name}: shape {WORKLOADS[k].image_shape}, {WORKLOADS[k].steps or args.steps} steps"
+            for k in names
+        )
+        + "), random weights "
         f"(`torch.manual_seed(0)`). 1 process with `torch.set_num_threads(1)` against 2 processes "
         f"(spawned by `torch.multiprocessing`, gloo on 127.0.0.1) with 1 thread each, each rank "
         f"rendering its contiguous share of the units and all-gathering them; the worker processes "

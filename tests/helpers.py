@@ -12,12 +12,12 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(
-    args: list[str], env: dict[str, str], cwd: Path | str, timeout: float = 900, **kwargs
+def run_module(
+    module: str, args: list[str], env: dict[str, str], cwd: Path | str, timeout: float = 900, **kwargs
 ) -> subprocess.CompletedProcess:
-    """``python -m interp <args>`` in ``cwd``, output captured as text."""
+    """``python -m <module> <args>`` in ``cwd``, output captured as text."""
     return subprocess.run(
-        [sys.executable, "-m", "interp", *args],
+        [sys.executable, "-m", module, *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -25,6 +25,13 @@ def run_cli(
         timeout=timeout,
         **kwargs,
     )
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path | str, timeout: float = 900, **kwargs
+) -> subprocess.CompletedProcess:
+    """``python -m interp <args>`` in ``cwd``, output captured as text."""
+    return run_module("interp", args, env, cwd, timeout, **kwargs)
 
 
 class Boom(nn.Module):

@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
 
-from helpers import REPO
+from helpers import REPO, run_module
 
 RESULTS_GPU = REPO / "benchmarks" / "RESULTS-gpu.md"
 
 
-def gpu_check(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def gpu_check(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="2")
-    return subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu_check", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_module("benchmarks.gpu_check", list(args), env, REPO, timeout=600)
 
 
 def _state(path):
