@@ -205,20 +205,26 @@ SETTINGS = {
     "units=abc": (["units=abc"], r"cannot read units='abc'"),
     "units=-1": (["units=-1"], r"units must be >= 0, got -1"),
     "layer=dense_9": (["layer=dense_9"], r"unknown layer 'dense_9' in MnistMLP\. Closest: dense_"),
-    "steps=0": (["steps=0"], r"^steps=0: must be a whole number >= 1$"),
-    "steps=-3": (["steps=-3"], r"^steps=-3: must be a whole number >= 1$"),
-    "size=0": (["size=0"], r"^size=0: must be a whole number >= 1$"),
+    "steps=0": (["steps=0"], r"^steps=0: must be a whole number from 1 to 100000$"),
+    "steps=-3": (["steps=-3"], r"^steps=-3: must be a whole number from 1 to 100000$"),
+    "size=0": (["size=0"], r"^size=0: must be a whole number from 16 to 4096$"),
+    "size=1": (["size=1"], r"^size=1: must be a whole number from 16 to 4096$"),
+    "size=100000": (["size=100000"], r"^size=100000: must be a whole number from 16 to 4096$"),
+    "devices=abc": (["devices=abc"], r"^devices='abc': must be a whole number from 1 to 256$"),
+    "devices=0": (["devices=0"], r"^devices=0: must be a whole number from 1 to 256$"),
+    "device=mps": (["device=mps"], r"^device=mps: Apple's MPS is not available on this machine"),
+    "units=0-999999999": (["units=0-999999999"], r"units='0-999999999' names 1,000,000,000 units; at most 65,536"),
     "device=cuda": (["device=cuda"], r"device=cuda: CUDA is not available"),
 }
 
 
 @pytest.mark.parametrize("case", list(SETTINGS))
 def test_visualize_checkpoint_settings(cli, trained, case):
-    if case == "device=cuda":
+    if case in ("device=cuda", "device=mps"):
         import torch
 
-        if torch.cuda.is_available():
-            pytest.skip("CUDA is available here")
+        if torch.cuda.is_available() if case == "device=cuda" else torch.backends.mps.is_available():
+            pytest.skip(f"{case} is available here")
     cwd, env, _ = trained
     overrides, pattern = SETTINGS[case]
     before = run_folders(cwd / "runs")
@@ -229,7 +235,7 @@ def test_visualize_checkpoint_settings(cli, trained, case):
 def test_visualize_octaves_zero(cli, tmp_path):
     before = run_folders(tmp_path / "runs")
     result = cli(["visualize", "preset=vggface2", "model.weights=random", "octaves=0"], base_env(), tmp_path)
-    expect_error(result, "visualize", r"^octaves=0: must be a whole number >= 1$", tmp_path / "runs", before)
+    expect_error(result, "visualize", r"^octaves=0: must be a whole number from 1 to 12$", tmp_path / "runs", before)
 
 
 @pytest.mark.parametrize("command", ["visualize", "train"])
@@ -275,7 +281,7 @@ def _bad_checkpoint(kind: str, folder: Path, real: Path) -> Path:
 BAD_CHECKPOINTS = {
     "empty": r"\(the file is empty\)$",
     "truncated": r"\(corrupt, truncated or not a torch file: .+\)$",
-    "text": r"\(corrupt, truncated or not a torch file: .+\)$",
+    "text": r"\(not a torch file: a text file\)$",
     "folder": r"(is a folder|\(a folder, not a file\))",
     "tensor": r"\(it holds a Tensor, not a checkpoint dict\)$",
     "missing": r"(does not exist|\(no such file\))$",
@@ -509,3 +515,253 @@ def test_train_resume_latest_without_checkpoint(cli, trained, tmp_path):
     before = run_folders(tmp_path / "runs")
     result = cli(["train", *TRAIN_FAST, "callbacks=[]", "resume=latest", "experiment=fresh"], env, tmp_path)
     expect_error(result, "train", r"no checkpoint found for experiment 'fresh'.*train first", tmp_path / "runs", before)
+
+
+# --- hardening, round two: what the CLI writes and removes ----------------------------------------
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("target", ["precious", "."])
+def test_a_failed_run_never_removes_a_folder_that_existed_before(cli, trained, tmp_path, target):
+    """``hydra.run.dir=<the user's folder>`` (even ``.``) is refused before anything is written,
+    and nothing of the folder goes away."""
+    _, env, ckpt = trained
+    cwd = tmp_path / "work"
+    (cwd / "precious").mkdir(parents=True)
+    (cwd / "precious" / "important.txt").write_text("x")
+    (cwd / "code.py").write_text("print('mine')")
+    before = snapshot(cwd)
+    result = cli(["visualize", f"ckpt={ckpt}", "units=9999", f"hydra.run.dir={target}"], env, cwd)
+    expect_error(result, "visualize", rf"hydra\.run\.dir={re.escape(target)}: .* is not empty", cwd / "runs", set())
+    assert snapshot(cwd) == before
+
+
+def test_an_empty_folder_given_as_run_dir_is_kept_after_a_failure(cli, trained, tmp_path):
+    _, env, ckpt = trained
+    (tmp_path / "mine").mkdir()
+    result = cli(["visualize", f"ckpt={ckpt}", "units=9999", "hydra.run.dir=mine"], env, tmp_path)
+    expect_error(result, "visualize", r"unit 9999 is out of range", tmp_path / "runs", set())
+    assert (tmp_path / "mine").is_dir()
+
+
+def test_a_run_never_writes_into_an_existing_run(cli, trained, tmp_path):
+    cwd, env, ckpt = trained
+    run = ckpt.parent.parent
+    before = snapshot(run)
+    args = ["visualize", f"ckpt={ckpt}", "callbacks=[featvis]", "units=0-3", "steps=4", f"hydra.run.dir={run}"]
+    result = cli(args, env, cwd)
+    expect_error(
+        result, "visualize", r"holds a run; give a new or empty folder", cwd / "runs", run_folders(cwd / "runs")
+    )
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("experiment=../../escape", r"^experiment='\.\./\.\./escape' must be a plain folder name"),
+        ("experiment=..", r"^experiment='\.\.' must be a plain folder name"),
+        ("experiment=" + "x" * 300, r"^experiment is 300 characters long; at most 100$"),
+        ("runs_dir=", r"^runs_dir must not be empty"),
+    ],
+)
+def test_runs_never_escape_runs_dir(cli, trained, tmp_path, override, pattern):
+    _, env, ckpt = trained
+    cwd = tmp_path / "a" / "b"
+    cwd.mkdir(parents=True)
+    result = cli(["visualize", f"ckpt={ckpt}", "units=0", "steps=2", override], env, cwd)
+    expect_error(result, "visualize", pattern, cwd / "runs", run_folders(cwd / "runs"))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b"], "something was written outside the run"
+
+
+def test_a_runs_dir_that_cannot_be_made_is_one_line(cli, trained, tmp_path):
+    """(As root a read-only folder is still writable, so a file stands in the way instead.)"""
+    _, env, ckpt = trained
+    (tmp_path / "runs").write_text("a file, not a folder")
+    result = cli(["visualize", f"ckpt={ckpt}", "units=0"], env, tmp_path)
+    assert "Traceback" not in result.stderr and result.returncode == 2, result
+    assert re.fullmatch(r"interp visualize: error: cannot create the runs folder runs/visualize: .+\n", result.stderr)
+
+
+def _copy_run(real: Path, dest: Path, config_text: str) -> Path:
+    run = dest / "runs" / "copied" / "2020-01-01_00-00-00"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copyfile(real, run / "checkpoints" / "last.ckpt")
+    (run / "config.yaml").write_text(config_text)
+    return run / "checkpoints" / "last.ckpt"
+
+
+def test_a_loaded_config_never_runs_a_side_effecting_resolver(cli, trained, tmp_path):
+    cwd, env, real = trained
+    where = tmp_path / "some" / "where"
+    text = (real.parent.parent / "config.yaml").read_text() + f"note: ${{unique_dir:{where}}}\n"
+    ckpt = _copy_run(real, tmp_path, text)
+    result = cli(["visualize", f"ckpt={ckpt}", "units=0", "steps=2"], env, cwd)
+    expect_error(
+        result, "visualize", r"note holds an interpolation \$\{\.\.\.\}", cwd / "runs", run_folders(cwd / "runs")
+    )
+    assert not where.exists() and not where.parent.exists()
+
+
+def test_a_yaml_alias_bomb_in_config_is_refused_at_once(cli, trained, tmp_path):
+    cwd, env, real = trained
+    bomb = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, 10):
+        bomb.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    text = "\n".join(bomb) + "\n" + (real.parent.parent / "config.yaml").read_text()
+    ckpt = _copy_run(real, tmp_path, text)
+    result = cli(["visualize", f"ckpt={ckpt}", "units=0", "steps=2"], env, cwd, timeout=60)
+    expect_error(result, "visualize", r"uses a YAML alias \(\*a0\)", cwd / "runs", run_folders(cwd / "runs"))
+
+
+def test_a_checkpoint_with_non_finite_weights_names_the_tensor(cli, trained, tmp_path):
+    import torch
+
+    cwd, env, real = trained
+    ckpt = torch.load(real, weights_only=True)
+    ckpt["state_dict"]["dense_2.weight"][3, 4] = float("nan")
+    path = tmp_path / "nan.ckpt"
+    torch.save(ckpt, path)
+    result = cli(["visualize", f"ckpt={path}", "units=0"], env, cwd)
+    expect_error(
+        result,
+        "visualize",
+        r"its weights are not finite: dense_2\.weight holds NaN or inf",
+        cwd / "runs",
+        run_folders(cwd / "runs"),
+    )
+
+
+def test_hyperparameters_that_do_not_fit_the_weights_fail_before_allocating(cli, trained, tmp_path):
+    import torch
+
+    cwd, env, real = trained
+    ckpt = torch.load(real, weights_only=True)
+    ckpt["hyper_parameters"]["hidden"] = 10**9
+    run_ckpt = _copy_run(real, tmp_path, (real.parent.parent / "config.yaml").read_text())
+    torch.save(ckpt, run_ckpt)
+    result = cli(["visualize", f"ckpt={run_ckpt}", "units=0"], env, cwd)
+    expect_error(
+        result,
+        "visualize",
+        r"model\.hidden: 1000000000 must be a whole number from 1 to 65536",
+        cwd / "runs",
+        run_folders(cwd / "runs"),
+    )
+
+
+def test_latest_follows_a_symlinked_run(cli, trained, tmp_path):
+    _, env, real = trained
+    (tmp_path / "runs").mkdir()
+    os.symlink(real.parent.parent.parent, tmp_path / "runs" / "linked")
+    result = cli(["visualize", "ckpt=latest", "units=9999"], env, tmp_path)
+    expect_error(result, "visualize", r"unit 9999 is out of range", tmp_path / "runs", run_folders(tmp_path / "runs"))
+
+
+def test_a_named_pipe_as_checkpoint_is_not_called_missing(cli, trained, tmp_path):
+    cwd, env, _ = trained
+    os.mkfifo(tmp_path / "pipe")
+    result = cli(["visualize", f"ckpt={tmp_path / 'pipe'}", "units=0"], env, cwd)
+    expect_error(
+        result,
+        "visualize",
+        r"is not a regular file \(a pipe, socket or device\?\)",
+        cwd / "runs",
+        run_folders(cwd / "runs"),
+    )
+
+
+# --- hardening, round two: Hydra's and OmegaConf's own errors -------------------------------------
+
+HYDRA_ERRORS = {
+    "comma": (["visualize", "units=3,3"], r"^units=3,3: a comma makes Hydra read a sweep; quote the value"),
+    "no-callback": (
+        ["visualize", "callbacks=[nonexistent]"],
+        r"^callbacks: there is no 'nonexistent': choose from atlas, ",
+    ),
+    "train-steps": (["train", "steps=5"], r"^steps is not a setting of `train`; it is a setting of `visualize`$"),
+    "unset-env": (
+        ["visualize", "units=${oc.env:INTERP_UNSET_VARIABLE}"],
+        r"^the config does not resolve: .*INTERP_UNSET",
+    ),
+    "self-reference": (["visualize", "units=${units}"], r"^the config does not resolve: .*Recursive interpolation"),
+    "non-ascii": (["visualize", "image=café.png"], r"^cannot read an override .*quote values"),
+}
+
+
+@pytest.mark.parametrize("case", list(HYDRA_ERRORS))
+def test_hydra_and_omegaconf_errors_are_one_line(cli, trained, case):
+    cwd, env, _ = trained
+    argv, pattern = HYDRA_ERRORS[case]
+    before = run_folders(cwd / "runs")
+    result = cli([*argv, "ckpt=latest"] if argv[0] == "visualize" else argv, env, cwd)
+    expect_error(result, argv[0], pattern, cwd / "runs", before)
+
+
+@pytest.mark.parametrize("argv", [["train", "--help"], ["visualize", "--cfg", "job"], ["atlas", "--help"]])
+def test_help_and_cfg_keep_working(cli, tmp_path, argv):
+    result = cli(argv, base_env(), tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result
+    assert {"train": "callbacks", "visualize": "units:", "atlas": "usage: python -m interp atlas"}[
+        argv[0]
+    ] in result.stdout
+
+
+def test_train_refuses_a_learning_rate_that_is_not_a_number(cli, tmp_path):
+    write_idx(tmp_path / "data" / "MNIST" / "raw")
+    env = base_env(INTERP_DATA_DIR=str(tmp_path / "data"))
+    result = cli(["train", *TRAIN_FAST, "callbacks=[]", "model.lr=nan"], env, tmp_path)
+    expect_error(result, "train", r"^model\.lr=nan: must be a finite number > 0$", tmp_path / "runs", set())
+
+
+# --- hardening, round two: a full disk and Ctrl-C ---------------------------------------------------
+
+
+def test_a_full_disk_is_one_line_and_keeps_what_the_run_wrote(tmp_path):
+    """``ulimit -f``: writing the checkpoint fails with EFBIG. One line, exit 2, and the run
+    folder (its events were written) stays."""
+    import resource
+
+    write_idx(tmp_path / "data" / "MNIST" / "raw")
+    env = base_env(INTERP_DATA_DIR=str(tmp_path / "data"))
+    limit = 200_000  # bytes: the events and configs fit, the 2.7 MB checkpoint does not
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = run_cli(["train", *TRAIN_FAST, "callbacks=[]"], env, tmp_path, timeout=300, preexec_fn=small_files)
+    assert "Traceback" not in proc.stderr and proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("interp train: error: ")]
+    assert len(errors) == 1 and "out of space: a file grew past the size limit" in errors[0], proc.stderr[-3000:]
+    (run,) = (tmp_path / "runs" / "mnist_mlp").iterdir()
+    assert list(run.glob("events.out.tfevents.*")), "the run that wrote events was removed"
+
+
+def test_visualize_stops_on_ctrl_c_with_one_line(trained, tmp_path):
+    import signal
+
+    cwd, env, ckpt = trained
+    args = [sys.executable, "-m", "interp", "visualize", f"ckpt={ckpt}", "callbacks=[featvis]", "units=0-63"]
+    proc = subprocess.Popen(
+        [*args, "steps=100000", "views=[plain]", "experiment=stopped"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until the work has started
+        if line.startswith("interp visualize:"):
+            break
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("feature", "render"))]
+    assert lines[-1].startswith("interrupted by SIGINT: what was written so far is in "), err[-3000:]

@@ -569,7 +569,7 @@ def test_load_checkpoint_file_refuses_what_is_not_a_checkpoint(tmp_path, real_ch
     files = {
         "empty.ckpt": (b"", "the file is empty"),
         "truncated.ckpt": (good[: len(good) // 2], "corrupt, truncated or not a torch file: PytorchStreamReader"),
-        "text.ckpt": (b"epoch: 3\nlr: 0.1\n", "corrupt, truncated or not a torch file"),
+        "text.ckpt": (b"epoch: 3\nlr: 0.1\n", "not a torch file: a text file"),
         "raw_pickle.ckpt": (pickle.dumps({"state_dict": _Evil(marker)}), "corrupt, truncated or not a torch file"),
         "zip.ckpt": (b"PK\x03\x04garbage", "not a ZIP archive"),
     }

@@ -46,3 +46,43 @@ def test_top_k_refuses_a_shuffled_loader():
     with pytest.raises(ValueError, match="fixed order"):
         mine_topk(model, "0.0", DataLoader(data, batch_size=4, shuffle=True), k=2)
     assert mine_topk(model, "0.0", DataLoader(data, batch_size=4), k=2).indices.shape == (4, 2)
+
+
+def test_remove_failed_run_removes_only_what_this_process_made(tmp_path):
+    from interp.runs import created_here, make_run_dir, remove_failed_run
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("x: 1")
+    assert not created_here(mine) and not remove_failed_run(mine) and (mine / "config.yaml").is_file()
+
+    run = make_run_dir(tmp_path / "runs" / "exp", "stamp")
+    assert created_here(run) and created_here(tmp_path / "runs") and not created_here(tmp_path)
+    (run / ".hydra").mkdir()
+    for name in ("config.yaml", ".hydra/config.yaml", ".hydra/overrides.yaml", "cli.log"):
+        (run / name).write_text("bookkeeping")
+    assert remove_failed_run(run)
+    assert not (tmp_path / "runs").exists() and tmp_path.is_dir(), "the parents made for the run go too"
+
+
+@pytest.mark.parametrize("extra", ["events.out.tfevents.1", "checkpoints/last.ckpt", "interp/x.png", "user.txt"])
+def test_remove_failed_run_keeps_a_run_holding_anything_else(tmp_path, extra):
+    from interp.runs import make_run_dir, remove_failed_run
+
+    run = make_run_dir(tmp_path / "runs", "stamp")
+    (run / "config.yaml").write_text("x: 1")
+    (run / extra).parent.mkdir(parents=True, exist_ok=True)
+    (run / extra).write_text("kept")
+    assert not remove_failed_run(run)
+    assert (run / extra).read_text() == "kept" and (run / "config.yaml").is_file()
+
+
+def test_remove_failed_run_keeps_a_folder_replaced_since(tmp_path):
+    """A folder removed and made again by someone else is not the folder this process created."""
+    from interp.runs import make_run_dir, remove_failed_run
+
+    run = make_run_dir(tmp_path, "stamp")
+    run.rmdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere").rename(run)
+    assert not remove_failed_run(run) and run.is_dir()

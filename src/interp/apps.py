@@ -20,12 +20,25 @@ from omegaconf import DictConfig, OmegaConf
 from interp.config import build_callbacks
 from interp.errors import InterpError
 
+RUN_FILES = ("config.yaml", "checkpoints", "interp", "atlas")
+"""What a run leaves in its folder; a folder holding any of them belongs to another run."""
+
 
 def run_dir() -> Path:
-    """The folder Hydra made for this run."""
+    """The folder Hydra made for this run. A folder this process did not create (an explicit
+    ``hydra.run.dir``) must not hold another run: its files would be overwritten."""
     from hydra.core.hydra_config import HydraConfig
 
-    return Path(HydraConfig.get().runtime.output_dir)
+    from interp.runs import created_here
+
+    folder = Path(HydraConfig.get().runtime.output_dir)
+    if not created_here(folder):
+        taken = [name for name in RUN_FILES if (folder / name).exists()] + [p.name for p in folder.glob("events.*")]
+        if taken:
+            raise InterpError(
+                f"{folder} already holds a run ({', '.join(taken)}): give a new folder, or leave hydra.run.dir out"
+            )
+    return folder
 
 
 def _resume_path(cfg: DictConfig, folder: Path) -> str | None:
@@ -142,22 +155,43 @@ def train(cfg: DictConfig) -> float:
 
 
 def visualize(cfg: DictConfig) -> list[Path]:
-    """Run the configured interpretations on a checkpoint or pretrained weights, without training."""
+    """Run the configured interpretations on a checkpoint or pretrained weights, without training.
+    Ctrl-C or SIGTERM stops at once with one line (exit 130 or 143); what was written stays."""
     from interp.visualize import run_visualize
 
-    return run_visualize(cfg, run_dir())
+    folder = run_dir()
+    try:
+        with stopping_on_signals():
+            return run_visualize(cfg, folder)
+    except Stopped as stop:
+        print(
+            f"\ninterrupted by {signal.Signals(stop.signum).name}: what was written so far is in {folder}",
+            file=sys.stderr,
+        )
+        sys.exit(128 + stop.signum)
 
 
 ATLAS_KEYS = {"ckpt": "latest", "runs_dir": "runs", "out": None}
+ATLAS_HELP = """usage: python -m interp atlas [ckpt=latest] [runs_dir=runs] [out=<folder>]
+
+Writes the unit atlas (static HTML pages per layer and unit) of a trained run from the results its
+interpretations saved, and prints the path of its index page.
+
+  ckpt=latest|<path>   the run's checkpoint (latest: the newest runs_dir/**/checkpoints/last.ckpt)
+  runs_dir=runs        where `latest` looks
+  out=<folder>         where the pages go (default: <run>/atlas); a new or existing folder, not a file"""
 
 
-def atlas(argv: list[str]) -> Path:
+def atlas(argv: list[str]) -> Path | None:
     """``python -m interp atlas ckpt=latest [runs_dir=runs] [out=<folder>]``: the unit atlas of a
     trained run, from the results its interpretations saved (the run folder of the checkpoint)."""
     from interp.steps.atlas import unit_atlas
     from interp.visualize import load_checkpoint_subject
 
     settings = dict(ATLAS_KEYS)
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(ATLAS_HELP)
+        return None
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or key not in settings:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import pickle
@@ -50,13 +51,55 @@ CHECKPOINT_KEYS = ("state_dict", "hyper_parameters", "pytorch-lightning_version"
 # --- run folders --------------------------------------------------------------------------------
 
 
+_CREATED: dict[Path, int] = {}
+"""Every folder this process created for a run: absolute path -> a descriptor open on it. The open
+descriptor keeps the folder's inode from being reused, so a folder removed and made again by
+someone else never passes for this one."""
+
+
+def _remember(path: Path) -> None:
+    _CREATED[path.resolve()] = os.open(path, os.O_RDONLY)
+
+
+def created_here(path: str | os.PathLike) -> bool:
+    """Whether this process created the folder ``path`` (with :func:`make_run_dir`) and it is still
+    the same folder (not removed and made again by someone else)."""
+    p = Path(path).resolve()
+    fd = _CREATED.get(p)
+    if fd is None:
+        return False
+    try:
+        st, ours = os.stat(p), os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino)
+
+
+def _make_parents(parent: Path) -> None:
+    """Create ``parent`` and its missing ancestors one by one, remembering each one made here."""
+    missing = []
+    for p in (parent, *parent.parents):
+        if p.exists():
+            break
+        missing.append(p)
+    for p in reversed(missing):
+        try:
+            os.mkdir(p)
+        except FileExistsError:  # another run made it at the same moment: not ours to remove
+            if not p.is_dir():
+                raise
+            continue
+        _remember(p)
+
+
 def make_run_dir(parent: str | os.PathLike, stamp: str) -> Path:
     """Create and return a new, empty run folder ``parent/stamp`` (``stamp-1``, ``stamp-2``... when
     taken).
 
     Creation is atomic (an exclusive ``os.mkdir``), so processes or threads asking for the same
     stamp at the same moment each get their own folder; an existing folder is never reused.
-    ``parent`` is created when missing.
+    ``parent`` is created when missing. Every folder made is remembered (:func:`created_here`), so
+    that clean-up after a failure removes only what this process made.
 
     Raises:
         InterpError: ``stamp`` is not a plain folder name, ``parent`` cannot be created or written,
@@ -66,9 +109,11 @@ def make_run_dir(parent: str | os.PathLike, stamp: str) -> Path:
         raise InterpError(f"run folder name must be a plain name, got {stamp!r}")
     parent = Path(parent).expanduser()
     try:
-        parent.mkdir(parents=True, exist_ok=True)
+        _make_parents(parent)
     except OSError as e:
         raise InterpError(f"cannot create the runs folder {parent}: {e.strerror or e}") from None
+    if not parent.is_dir():
+        raise InterpError(f"cannot create the runs folder {parent}: a file of that name is in the way")
     for n in range(MAX_RUN_DIR_SUFFIX + 1):
         candidate = parent / (stamp if n == 0 else f"{stamp}-{n}")
         try:
@@ -77,8 +122,76 @@ def make_run_dir(parent: str | os.PathLike, stamp: str) -> Path:
             continue
         except OSError as e:
             raise InterpError(f"cannot create the run folder {candidate}: {e.strerror or e}") from None
+        _remember(candidate)
         return candidate
     raise InterpError(f"{parent}: {stamp} and its suffixes up to -{MAX_RUN_DIR_SUFFIX} are all taken")
+
+
+BOOKKEEPING = frozenset({"config.yaml", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml"})
+"""Files a run writes before it has any result (besides Hydra's ``<job>.log`` at the top)."""
+
+
+def remove_failed_run(run_dir: str | os.PathLike | None) -> bool:
+    """Remove the folder of a run that failed before it produced anything, and return whether it did.
+
+    Only a folder this process created (:func:`created_here`) is touched, and only while it holds
+    nothing but :data:`BOOKKEEPING` files and Hydra's log: a checkpoint, an events file, a result
+    or any file the user put there keeps the whole folder. Files are unlinked one by one and
+    folders removed with ``rmdir`` (never a recursive delete), then the parent folders that this
+    process created for the run, when they are empty.
+    """
+    if run_dir is None:
+        return False
+    root = Path(run_dir)
+    if not root.is_dir() or root.is_symlink() or not created_here(root):
+        return False
+    files, folders = [], []
+    for top, dirs, names in os.walk(root, followlinks=False):
+        base = Path(top)
+        for d in dirs:
+            if (base / d).is_symlink():
+                return False
+            folders.append(base / d)
+        for name in names:
+            path = base / name
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink() or not path.is_file():
+                return False
+            if rel not in BOOKKEEPING and not ("/" not in rel and rel.endswith(".log")):
+                return False
+            files.append(path)
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True) + [root]:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    for parent in root.parents:
+        if not created_here(parent):
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+    return not root.exists()
+
+
+def _walk_checkpoints(root: Path) -> Iterator[Path]:
+    """Every ``checkpoints/last*.ckpt`` under ``root``, following symbolic links to folders (a run
+    may live elsewhere behind a link) and visiting each real folder once."""
+    seen: set[tuple[int, int]] = set()
+    for top, dirs, names in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(top)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:  # a link loop or a second link to one folder
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        if Path(top).name == "checkpoints":
+            yield from (Path(top) / n for n in sorted(names) if n.startswith("last") and n.endswith(".ckpt"))
 
 
 def find_checkpoint(
@@ -103,15 +216,17 @@ def find_checkpoint(
             raise InterpError(
                 f"checkpoint {path} is a folder: give the .ckpt file (such as {path / 'checkpoints' / 'last.ckpt'})"
             )
-        if not path.is_file():
+        if not path.exists():
             raise InterpError(f"checkpoint {path} does not exist")
+        if not path.is_file():
+            raise InterpError(f"checkpoint {path} is not a regular file (a pipe, socket or device?): give a .ckpt file")
         return str(path)
     root = Path(runs_root)
     if experiment:
         if "/" in experiment or experiment in (".", ".."):
             raise InterpError(f"experiment must be a plain folder name, got {experiment!r}")
         root = root / experiment
-    candidates = [p for p in root.glob("**/checkpoints/last*.ckpt") if p.is_file()]
+    candidates = [p for p in _walk_checkpoints(root) if p.is_file()]
     if exclude is not None:
         ex = Path(exclude).resolve()
         candidates = [p for p in candidates if ex not in p.resolve().parents]
@@ -173,6 +288,14 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
     if size == 0:
         raise fail("the file is empty")
     try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        raise fail(f"cannot be read: {e.strerror or e}") from None
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch's zip format, or a legacy pickle
+        kind = "a text file" if all(32 <= b < 127 or b in b"\t\r\n" for b in head) else "another kind of file"
+        raise fail(f"not a torch file: {kind}")
+    try:
         with warnings.catch_warnings():
             # torch warns about pickle protocols before refusing a foreign pickle: the error says it.
             warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
@@ -191,6 +314,9 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
         raise fail("its state_dict is not a dict of tensors")
     if not isinstance(ckpt["hyper_parameters"], Mapping):
         raise fail("its hyper_parameters are not a dict")
+    for name, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise fail(f"its weights are not finite: {name} holds NaN or inf")
     return ckpt
 
 
@@ -253,22 +379,79 @@ def _plain(run_cfg: Any) -> dict[str, Any]:
     return dict(plain)
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest ``config.yaml`` a run may have (a real one is a few kilobytes)."""
+
+MAX_CONFIG_NODES = 100_000
+"""The most YAML nodes a run's ``config.yaml`` may hold."""
+
+
+def _has_interpolation(node: Any) -> str | None:
+    """The first key (dotted) whose value holds an OmegaConf interpolation ``${...}``, else None."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            found = _has_interpolation(value)
+            if found is not None:
+                return f"{key}.{found}" if found else str(key)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            found = _has_interpolation(value)
+            if found is not None:
+                return f"[{i}].{found}" if found else f"[{i}]"
+    elif isinstance(node, str) and "${" in node:
+        return ""
+    return None
+
+
 def load_run_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a run's ``config.yaml`` as a plain, resolved dict (nothing is built).
+    """Read a run's ``config.yaml`` as a plain dict (nothing is built, nothing is resolved).
+
+    The file is untrusted input: it is read only when it is at most :data:`MAX_CONFIG_BYTES` long
+    and holds at most :data:`MAX_CONFIG_NODES` nodes and no YAML alias (so an "alias bomb" cannot
+    expand), and it is refused when it holds an interpolation ``${...}``: ``interp train`` saves the
+    config resolved, and resolving a foreign file could call a resolver with side effects.
 
     Raises:
-        InterpError: the file is missing or is not valid YAML holding a mapping.
+        InterpError: the file is missing, too large, not valid YAML holding a mapping, or holds
+            an alias or an interpolation.
     """
+    import yaml
     from omegaconf import OmegaConf
 
     path = Path(path)
     if not path.is_file():
         raise InterpError(f"{path} not found: the config.yaml that `interp train` writes in the run folder")
     try:
-        cfg = OmegaConf.load(path)
-    except Exception as e:  # YAML errors, unreadable files
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise InterpError(f"{path} cannot be read: {e.strerror or e}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise InterpError(f"{path} is larger than {MAX_CONFIG_BYTES >> 10} KiB: not the config.yaml of a run")
+    try:
+        text = raw.decode("utf-8")
+        nodes = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise InterpError(f"{path} uses a YAML alias (*{event.anchor}): a run's config.yaml has none")
+            nodes += isinstance(event, yaml.NodeEvent)
+            if nodes > MAX_CONFIG_NODES:
+                raise InterpError(f"{path} holds more than {MAX_CONFIG_NODES:,} YAML nodes: not a run's config.yaml")
+        cfg = OmegaConf.create(text)
+        plain = OmegaConf.to_container(cfg, resolve=False)
+    except InterpError:
+        raise
+    except Exception as e:  # YAML errors, bad encodings
         raise InterpError(f"{path} is not a readable config: {str(e).splitlines()[0]}") from None
-    return _plain(cfg)
+    if not isinstance(plain, dict):
+        raise InterpError(f"{path} must hold a mapping, got {type(plain).__name__}")
+    where = _has_interpolation(plain)
+    if where is not None:
+        raise UnsafeConfigError(
+            f"{path}: {where} holds an interpolation ${{...}}; a run's config.yaml is saved resolved, "
+            "so this file was changed by hand: refusing to resolve it"
+        )
+    return {str(k): v for k, v in plain.items()}
 
 
 def build_from_run_config(run_cfg: Any) -> tuple[type, Any]:

@@ -40,10 +40,33 @@ def load_checkpoint_subject(spec: str, runs_dir: str, exclude: Path | None = Non
     """The model and data of a checkpoint of this project. The run's ``config.yaml`` (two folders
     up) names the model class and the data; only the project's own classes are accepted."""
     path = Path(find_checkpoint(spec, runs_dir, exclude=exclude))
-    load_checkpoint_file(path)  # a corrupt or foreign file fails here, with one line
+    ckpt = load_checkpoint_file(path)  # a corrupt or foreign file fails here, with one line
     model_class, datamodule = build_from_run_config(load_run_config(path.parent.parent / "config.yaml"))
+    check_shapes(model_class, ckpt, path)
     model = model_class.load_from_checkpoint(path, map_location="cpu", weights_only=True)  # type: ignore[attr-defined]
     return Subject(model, datamodule, f"checkpoint {path}", checkpoint=path)
+
+
+def check_shapes(model_class: type, ckpt: dict[str, Any], path: Path) -> None:
+    """Build the model of a checkpoint's hyperparameters on the ``meta`` device (no memory) and
+    compare its weight shapes with the checkpoint's, so that hyperparameters that do not fit the
+    weights (``hidden=10**9`` beside 512-unit weights) fail with one line before anything is
+    allocated."""
+    hparams = dict(ckpt.get("hyper_parameters") or {})
+    try:
+        with torch.device("meta"):
+            probe = model_class(**hparams)
+    except InterpError:
+        raise
+    except Exception as e:
+        raise InterpError(f"{path}: its hyperparameters do not build a {model_class.__name__}: {e}") from None
+    wanted = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    for name, value in ckpt["state_dict"].items():
+        if name in wanted and wanted[name] != tuple(value.shape):
+            raise InterpError(
+                f"{path}: its hyperparameters do not fit its weights: {name} is {tuple(value.shape)} in the "
+                f"checkpoint, {wanted[name]} by the hyperparameters"
+            )
 
 
 def load_subject(cfg: DictConfig, run_dir: Path) -> Subject:
@@ -69,17 +92,33 @@ def _device(name: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InterpError(f"device={name}: CUDA is not available on this machine; use device=cpu or device=auto")
-    if name not in ("cpu",) and not name.startswith(("cuda", "mps")):
-        raise InterpError(f"device={name}: use auto, cpu or cuda")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise InterpError("device=mps: Apple's MPS is not available on this machine; use device=cpu or device=auto")
+    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+        raise InterpError(f"device={name}: use auto, cpu, cuda or mps")
     return name
 
 
+#: (smallest, largest) value of each whole-number setting of ``visualize``
+LIMITS = {
+    "steps": (1, 100_000),
+    "size": (16, 4096),
+    "octaves": (1, 12),
+    "steps_per_octave": (1, 10_000),
+    "devices": (1, 256),
+}
+
+
 def check_settings(cfg: DictConfig) -> None:
-    """Numbers that cannot work, refused before anything loads."""
-    for key in ("steps", "size", "octaves", "steps_per_octave"):
+    """Numbers that cannot work, refused before anything loads: each of :data:`LIMITS` is a whole
+    number within its range (``size`` is the photo's shorter side in pixels: 4096 already asks for
+    gigabytes on a ResNet-50)."""
+    for key, (low, high) in LIMITS.items():
         value = cfg.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise InterpError(f"{key}={value}: must be a whole number >= 1")
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise InterpError(f"{key}={value!r}: must be a whole number from {low} to {high}")
 
 
 def run_visualize(cfg: DictConfig, run_dir: Path) -> list[Path]:
@@ -123,9 +162,7 @@ def run_visualize(cfg: DictConfig, run_dir: Path) -> list[Path]:
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     names = ", ".join(type(cb).__name__ for cb in callbacks)
     print(f"interp visualize: {subject.description}, layer {layer}: {names}")
-    devices = int(cfg.get("devices", 1) or 1)
-    if devices < 1:
-        raise InterpError(f"devices={devices}: must be a whole number >= 1")
+    devices = int(cfg.get("devices") or 1)
     if devices == 1:
         _apply_all(model, data, callbacks, run_dir, rank=0)
     else:

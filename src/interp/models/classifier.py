@@ -20,6 +20,45 @@ from torchmetrics.classification import MulticlassAccuracy
 class ImageClassifier(L.LightningModule):
     """Training, evaluation and optimizer of a classifier of ``num_classes`` classes."""
 
+    MAX_WIDTH = 65_536
+    """The widest hidden layer the constructors accept (a typo such as ``hidden=10**9`` would ask
+    for terabytes before anything else is checked)."""
+
+    def check_hparams(self) -> None:
+        """Refuse hyperparameters that cannot train, with one line each (``InterpError``): a
+        learning rate that is not a finite number > 0, dropout or label smoothing outside [0, 1),
+        a negative or non-finite weight decay, a hidden width outside [1, :attr:`MAX_WIDTH`]."""
+        import math
+
+        from interp.errors import InterpError
+
+        hp = self.hparams
+
+        def number(key: str) -> float | None:
+            if key not in hp:
+                return None
+            value = hp[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InterpError(f"model.{key}={value!r}: must be a number")
+            return float(value)
+
+        lr = number("lr")
+        if lr is not None and not (math.isfinite(lr) and lr > 0):
+            raise InterpError(f"model.lr={hp['lr']!r}: must be a finite number > 0")
+        for key in ("dropout", "label_smoothing"):
+            v = number(key)
+            if v is not None and not 0 <= v < 1:
+                raise InterpError(f"model.{key}={hp[key]!r}: must be in [0, 1)")
+        wd = number("weight_decay")
+        if wd is not None and not (math.isfinite(wd) and wd >= 0):
+            raise InterpError(f"model.weight_decay={hp['weight_decay']!r}: must be a finite number >= 0")
+        widths = [("hidden", hp.get("hidden"))] + [("channels", c) for c in hp.get("channels", ()) or ()]
+        for key, v in widths:
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= self.MAX_WIDTH:
+                raise InterpError(f"model.{key}: {v!r} must be a whole number from 1 to {self.MAX_WIDTH}")
+
     def setup_metrics(self, num_classes: int) -> None:
         """Create the metrics; call from the subclass's ``__init__``."""
         self.train_acc = MulticlassAccuracy(num_classes)

@@ -70,6 +70,7 @@ class MnistCNN(ImageClassifier):
     ):
         super().__init__()
         self.save_hyperparameters()
+        self.check_hparams()
         c, h, w = input_shape
         c1, c2 = (int(n) for n in channels)
         k, p = int(kernel_size), int(padding)

@@ -57,6 +57,7 @@ class MnistMLP(ImageClassifier):
     ):
         super().__init__()
         self.save_hyperparameters()
+        self.check_hparams()
         c, h, w = input_shape
         self.example_input_array = torch.zeros(1, c, h, w)
         self.default_layer = "dense_1"  # what `interp visualize` looks at unless told otherwise
