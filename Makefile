@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.interp-installed
 PORT   ?= 6006
 ARGS   ?=
 
-.PHONY: install browser train test test-fast lint format visualize tensorboard bench gpu-check readme-images clean
+.PHONY: install browser train test test-fast lint format visualize tensorboard bench gpu-check readme-images face-weights clean
 
 install: $(STAMP)
 
@@ -64,6 +64,11 @@ readme-images: $(STAMP)
 	mkdir -p docs
 	cp "$$(ls -td runs/readme/*/ | sed -n 2p)interp/panel/dense_1/unit_032.png" docs/panel_dense_1_unit_032.png
 	cp "$$(ls -td runs/readme/*/ | sed -n 1p)interp/dream/layer3.png" docs/dream_vggface2_layer3_random_weights.png
+
+# The trained face-api networks (interp.models.faceapi): npm pack @vladmandic/face-api, checksums checked,
+# into $$INTERP_CACHE_DIR/face-api (default ~/.cache/interp/face-api).
+face-weights: $(STAMP)
+	$(BIN)/python scripts/fetch_face_weights.py
 
 clean:
 	rm -rf runs multiruns outputs lightning_logs .pytest_cache build dist src/*.egg-info
