@@ -305,7 +305,9 @@ class Reporter:
         """Save a dict of tensors as ``<run>/interp/<name>`` (loadable with ``weights_only=True``)."""
         if not self.enabled:
             return None
-        path = self.png_dir / name
+        from interp.atlas.build import result_name
+
+        path = self.png_dir / result_name(name)  # a layer name holding "/" stays one folder
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(tensors, path)
         return path

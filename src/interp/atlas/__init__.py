@@ -7,6 +7,26 @@ Example::
     # open index (file://.../atlas/index.html) in any browser, offline
 """
 
-from interp.atlas.build import STEPS, CropBox, build_atlas, diverging, load_results, png_bytes
+from interp.atlas.build import (
+    STEPS,
+    CropBox,
+    build_atlas,
+    diverging,
+    layer_folder,
+    layer_from_folder,
+    load_results,
+    png_bytes,
+    result_name,
+)
 
-__all__ = ["STEPS", "CropBox", "build_atlas", "diverging", "load_results", "png_bytes"]
+__all__ = [
+    "STEPS",
+    "CropBox",
+    "build_atlas",
+    "diverging",
+    "layer_folder",
+    "layer_from_folder",
+    "load_results",
+    "png_bytes",
+    "result_name",
+]

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import html
 import math
+import os
 import re
 import struct
 import time
+import warnings
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -36,7 +38,17 @@ import torch
 from interp.atlas.static import CSS, JS
 from interp.errors import InterpError
 
-__all__ = ["build_atlas", "load_results", "diverging", "png_bytes", "STEPS", "CropBox"]
+__all__ = [
+    "build_atlas",
+    "load_results",
+    "diverging",
+    "png_bytes",
+    "STEPS",
+    "CropBox",
+    "layer_folder",
+    "layer_from_folder",
+    "result_name",
+]
 
 #: ``crop_box(layer, (row, col)) -> (top, left, bottom, right)``: the input pixels that the
 #: activation at ``(row, col)`` of ``layer`` sees (bottom and right exclusive).
@@ -61,28 +73,106 @@ METHOD_NAMES = {
     "occlusion": "occlusion",
 }
 _NEAREST = 8  # nearest units listed on a unit page
+#: the most top (and bottom) examples a unit page shows; a result with a larger k keeps the rest
+#: in its file (the pages of a k=6000 result would weigh megabytes each)
+MAX_EXAMPLES = 64
 _SMALL = 64  # images whose shorter side is below this are shown with crisp (pixelated) upscaling
+
+
+# --- result folders -------------------------------------------------------------------------------
+
+_ESCAPED = re.compile(r"[%/\\\x00]")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def layer_folder(layer: str) -> str:
+    """The folder name that holds a layer's results (``<run>/interp/<step>/<folder>/<step>.pt``):
+    one plain folder for any layer name, reversed by :func:`layer_from_folder`.
+
+    ``%``, ``/``, ``\\`` and NUL are percent-encoded (``%25``, ``%2F``, ``%5C``, ``%00``) and so
+    is a leading ``.`` (``%2E``: no ``.``, ``..`` or hidden folder); the empty name is ``%``.
+    Names of real modules (``features.3``, ``layer3.0.conv1``) are unchanged.
+
+    >>> layer_folder("features.3"), layer_folder("block/conv"), layer_folder(".."), layer_folder("50%")
+    ('features.3', 'block%2Fconv', '%2E.', '50%25')
+    """
+    if layer == "":
+        return "%"
+    folder = _ESCAPED.sub(lambda m: f"%{ord(m.group()):02X}", layer)
+    return "%2E" + folder[1:] if folder.startswith(".") else folder
+
+
+def layer_from_folder(folder: str) -> str:
+    """The layer name a result folder stands for: the inverse of :func:`layer_folder`."""
+    if folder == "%":
+        return ""
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), folder)
+
+
+def result_name(name: str) -> str:
+    """``"<step>/<layer>/<file>"`` (the name steps give ``Reporter.save``) with the layer part as
+    :func:`layer_folder` writes it; the layer is everything between the first and the last ``/``,
+    so a layer name holding ``/`` stays one folder. Names of another shape are returned as given.
+
+    >>> result_name("topk/block/conv/topk.pt")
+    'topk/block%2Fconv/topk.pt'
+    """
+    step, sep, rest = name.partition("/")
+    layer, sep2, fname = rest.rpartition("/")
+    if not (sep and sep2):
+        return name
+    return f"{step}/{layer_folder(layer)}/{fname}"
 
 
 # --- reading ------------------------------------------------------------------------------------
 
 
+def _result_files(base: Path, fname: str) -> list[tuple[str, Path]]:
+    """(layer, path) of every ``fname`` under ``base`` (one step's folder), sorted. A layer folder
+    is named by :func:`layer_folder`; result files in nested folders (written before layer names
+    were encoded, a ``/`` in the name making a folder per part) are found too."""
+    found = []
+    for top, dirs, files in os.walk(base):  # symbolic links to folders are not followed
+        dirs.sort()
+        if fname in files and Path(top) != base:
+            parts = Path(top).relative_to(base).parts
+            found.append(("/".join(layer_from_folder(part) for part in parts), Path(top) / fname))
+    return sorted(found)
+
+
+def _read_result(path: Path) -> dict:
+    """One result file, read safely (tensors and plain values only); errors are one line."""
+    from interp.runs import _short_reason
+
+    try:
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols before refusing a foreign pickle: the error says it.
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            data = torch.load(path, weights_only=True, map_location="cpu")
+    except OSError as e:  # unreadable (permissions), a folder
+        raise InterpError(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
+    except Exception as e:  # a truncated, corrupt or foreign file (a pickle of Python objects)
+        raise InterpError(f"cannot read {path}: {_short_reason(e)}") from None
+    if not isinstance(data, dict) or "units" not in data:
+        raise InterpError(f"{path} is not an interpretation result (a dict with 'units')")
+    return data
+
+
 def load_results(run_dir: str | Path) -> dict[str, dict[str, dict]]:
-    """``{layer: {step: result dict}}`` for every result file under ``<run_dir>/interp``."""
+    """``{layer: {step: result dict}}`` for every result file under ``<run_dir>/interp``.
+
+    Files are read with ``weights_only=True``: a file holding other Python objects is refused
+    (an :class:`InterpError` of one line naming it), and no code in it runs. Layer names are
+    decoded from their folder names (:func:`layer_from_folder`).
+    """
     interp = Path(run_dir) / "interp"
     layers: dict[str, dict[str, dict]] = {}
     for step, fname in STEPS.items():
         base = interp / step
         if not base.is_dir():
             continue
-        for path in sorted(base.glob(f"*/{fname}")):
-            try:
-                data = torch.load(path, weights_only=True, map_location="cpu")
-            except Exception as e:  # a truncated or foreign file: say which one
-                raise InterpError(f"cannot read {path}: {e}") from e
-            if not isinstance(data, dict) or "units" not in data:
-                raise InterpError(f"{path} is not an interpretation result (a dict with 'units')")
-            layers.setdefault(path.parent.name, {})[step] = data
+        for layer, path in _result_files(base, fname):
+            layers.setdefault(layer, {})[step] = _read_result(path)
     return layers
 
 
@@ -238,7 +328,12 @@ class _Builder:
     def __init__(self, run_dir: Path, out_dir: Path, dataset, model, crop_box: CropBox | None, progress: bool):
         self.run_dir, self.out, self.dataset, self.model = run_dir, out_dir, dataset, model
         self.crop_box, self.progress = crop_box, progress
-        self.class_names = getattr(dataset, "classes", None) if dataset is not None else None
+        from interp.data.images import class_names, label_reader
+
+        # The class names, and how to read an item's label when the data set declares its labels
+        # (an image folder: its class subfolders, or no labels; its items carry their index).
+        self.class_names = class_names(dataset) if dataset is not None else None
+        self.read_label = label_reader(dataset) if dataset is not None else None
         self.example_size: dict[int, tuple[int, int]] = {}  # dataset index -> (H, W)
         self.example_label: dict[int, int | None] = {}
         self.crops: set[tuple[int, tuple[int, int, int, int]]] = set()
@@ -256,6 +351,8 @@ class _Builder:
             img = img.float() / 255
         if img.dim() == 2:
             img = img[None]
+        if self.read_label is not None:
+            return img, self.read_label(idx)
         return img, _as_label(label)
 
     def _items(self, indices: list[int]) -> tuple[torch.Tensor | list[torch.Tensor], list[int | None]]:
@@ -277,6 +374,8 @@ class _Builder:
                 imgs, labels = batch
                 if imgs.dtype == torch.uint8:
                     imgs = imgs.float() / 255
+                if self.read_label is not None:
+                    return imgs, [self.read_label(i) for i in indices]
                 labels = [_as_label(v) for v in labels] if labels is not None else [None] * len(indices)
                 return imgs, labels
         pairs = [self._item(i) for i in indices]
@@ -366,8 +465,46 @@ def build_atlas(
             f"interpretation first)"
         )
     out = Path(out_dir) if out_dir is not None else run_dir / "atlas"
-    out.mkdir(parents=True, exist_ok=True)
-    b = _Builder(run_dir, out, dataset, model, crop_box, progress)
+    _make_folder(out)
+    try:
+        return _write_atlas(_Builder(run_dir, out, dataset, model, crop_box, progress), results)
+    except OSError as e:
+        if not _inside(e, out):
+            raise
+        raise _write_error(out, e) from None
+
+
+def _inside(e: OSError, out: Path) -> bool:
+    """Whether the failed file operation was on ``out`` or a file under it."""
+    if not e.filename:
+        return False
+    target, root = Path(os.fsdecode(e.filename)).absolute(), out.absolute()
+    return target == root or root in target.parents
+
+
+def _write_error(out: Path, e: OSError) -> InterpError:
+    """A failure to write the atlas as one line that names the folder and the way out."""
+    reason = e.strerror or type(e).__name__
+    if isinstance(e, PermissionError):
+        reason = "permission denied (a read-only run folder?)"
+    return InterpError(f"cannot write the atlas to {out}: {reason}; give out=<folder> to write it elsewhere")
+
+
+def _make_folder(out: Path) -> None:
+    """Create the atlas folder ``out``; a file in its way or a folder that cannot be written is one line."""
+    if out.exists() and not out.is_dir():
+        raise InterpError(f"cannot write the atlas to {out}: it is a file, not a folder; give out=<folder>")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file where one of its parent folders should be
+        raise InterpError(f"cannot write the atlas to {out}: a file is in the way; give out=<folder>") from None
+    except OSError as e:
+        raise _write_error(out, e) from None
+
+
+def _write_atlas(b: _Builder, results: dict[str, dict[str, dict]]) -> Path:
+    """Write every page and image of the atlas under ``b.out``; returns the index page."""
+    out = b.out
     start = time.perf_counter()
 
     taken: set[str] = set()
@@ -383,7 +520,7 @@ def build_atlas(
         layers.append(L)
 
     # Every data set example any page shows, written once.
-    if dataset is not None:
+    if b.dataset is not None:
         needed: list[int] = []
         for L in layers:
             tk = L.steps.get("topk")
@@ -392,7 +529,7 @@ def build_atlas(
             for key in ("indices", "bottom_indices"):
                 t = _opt(tk, key)
                 if t is not None:
-                    needed.extend(int(i) for i in t.reshape(-1).tolist())
+                    needed.extend(int(i) for i in t[:, :MAX_EXAMPLES].reshape(-1).tolist())
         b.write_examples(needed)
 
     for L in layers:
@@ -406,7 +543,7 @@ def build_atlas(
     try:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc="atlas", unit="unit", disable=not progress)
+        bar = tqdm(total=total, desc="atlas", unit="unit", disable=not b.progress)
     except ImportError:  # pragma: no cover - tqdm is a dependency
         bar = None
     for L in layers:
@@ -428,11 +565,19 @@ def _prepare_labels(b: _Builder, L: _Layer) -> None:
         return
     labels = _opt(tk, "labels")
     idx = _opt(tk, "indices")
+    if b.read_label is not None and idx is not None:  # the data set says what its labels are
+        labels = None
     for u, r in L.rows["topk"].items():
         if labels is not None:
-            L.labels[u] = [int(v) for v in labels[r].tolist()]
+            L.labels[u] = [_known(v) for v in labels[r].tolist()]
         elif idx is not None and b.dataset is not None:
-            L.labels[u] = [b.example_label.get(int(i)) for i in idx[r].tolist() if int(i) >= 0]
+            L.labels[u] = [b.example_label.get(int(i)) for i in idx[r, :MAX_EXAMPLES].tolist() if int(i) >= 0]
+
+
+def _known(label) -> int | None:
+    """A saved label, None for the -1 that marks a missing one."""
+    value = _as_label(label)
+    return value if value is not None and value >= 0 else None
 
 
 def _majority(labels: Sequence[int | None]) -> tuple[int | None, int]:
@@ -774,22 +919,25 @@ def _examples_section(b: _Builder, L: _Layer, u: int, which: str) -> str:
         return ""
     pos = _opt(tk, "positions") if which == "top" else _opt(tk, "bottom_positions")
     labels = _opt(tk, "labels") if which == "top" else _opt(tk, "bottom_labels")
+    if b.read_label is not None:  # the data set says what its labels are
+        labels = None
     figs = []
-    for j, (v, idx) in enumerate(zip(vals[r].tolist(), idxs[r].tolist())):
+    kept = sum(1 for i in idxs[r].tolist() if int(i) >= 0)
+    for j, (v, idx) in enumerate(zip(vals[r, :MAX_EXAMPLES].tolist(), idxs[r, :MAX_EXAMPLES].tolist())):
         idx = int(idx)
         if idx < 0:
             continue
-        lab = int(labels[r, j]) if labels is not None else b.example_label.get(idx)
+        lab = _known(labels[r, j]) if labels is not None else b.example_label.get(idx)
         p = pos[r, j].tolist() if pos is not None and pos.dim() == 3 else None
         figs.append(_example_fig(b, L, idx, v, lab, p))
     if which == "top":
-        title = f"Top {len(figs)} data set examples"
+        title = f"Top {len(figs)}{f' of {kept}' if kept > len(figs) else ''} data set examples"
         note = (
             "The examples that excite this unit the most, best first: activation in bold, then the label "
             "and the data set index."
         )
     else:
-        title = f"Bottom {len(figs)} data set examples"
+        title = f"Bottom {len(figs)}{f' of {kept}' if kept > len(figs) else ''} data set examples"
         note = "The examples with the lowest activation, lowest first."
     if pos is not None and b.crop_box is not None:
         note += (

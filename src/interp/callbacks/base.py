@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import Dataset
 from typing_extensions import override
 
+from interp.errors import InterpError
 from interp.report import Reporter
 from interp.steps.common import Units, check_layer, example_input, model_example, resolve_units
 
@@ -26,6 +27,39 @@ log = logging.getLogger(__name__)
 
 ON_ERROR = ("raise", "warn")
 C = TypeVar("C", bound="InterpretationCallback")
+
+
+class CallbackArgumentError(InterpError, TypeError, ValueError):
+    """An argument of an interpretation callback that cannot work (a ``units`` string, ``k < 1``),
+    refused when the callback is made; a ``TypeError`` and a ``ValueError`` for Python callers."""
+
+
+def _range_text(units: list[int]) -> str:
+    """How to write ``units`` in Python: ``range(a, b)`` when consecutive, else the list."""
+    if len(units) > 1 and units == list(range(units[0], units[-1] + 1)):
+        return f"range({units[0]}, {units[-1] + 1})"
+    return str(units[0]) if len(units) == 1 else str(units)
+
+
+def check_units(owner: str, units: Any) -> Units:
+    """``units`` as given to a callback in Python: a unit number, a sequence of them, a range or
+    None. A string (config syntax such as ``"0-7"``) is refused with the Python spelling of it."""
+    if isinstance(units, (str, bytes)):
+        from interp.config import parse_units
+
+        text = units.decode(errors="replace") if isinstance(units, bytes) else units
+        try:
+            parsed = parse_units(text)
+        except InterpError:
+            raise CallbackArgumentError(
+                f"{owner}: units={text!r} is a string; in Python pass a unit number, a list or range of them, "
+                "or None for every unit"
+            ) from None
+        spelled = "None" if parsed is None else _range_text(parsed)
+        raise CallbackArgumentError(f"{owner}: units={text!r} is config syntax; in Python pass units={spelled}")
+    if isinstance(units, bool):
+        raise CallbackArgumentError(f"{owner}: units={units!r}: pass a unit number, a list or range of them, or None")
+    return units
 
 
 def dataset_of(data: Any, split: str = "train") -> Dataset | None:
@@ -86,7 +120,15 @@ class InterpretationCallback(Callback):
     """
 
     needs_data: bool = True
-    units: Units = None
+
+    @property
+    def units(self) -> Units:
+        """The units to interpret (None: every unit of the layer); a string is refused when set."""
+        return self.__dict__.get("_units")
+
+    @units.setter
+    def units(self, value: Units) -> None:
+        self.__dict__["_units"] = check_units(type(self).__name__, value)
 
     def __init__(
         self,

@@ -7,7 +7,8 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
-from interp.callbacks.base import InterpretationCallback, find_callback
+from interp.callbacks.base import CallbackArgumentError, InterpretationCallback, find_callback
+from interp.optvis.topk import SPATIAL_REDUCTIONS
 from interp.report import Reporter
 from interp.steps.common import Units
 from interp.steps.topk import Examples, topk_examples
@@ -20,7 +21,11 @@ class TopKExamples(InterpretationCallback):
     Args:
         layer: layer name.
         units: unit numbers (a list or range); None: every unit of the layer.
-        k: examples per unit.
+        k: examples per unit, a whole number >= 1 (else :class:`CallbackArgumentError` at once).
+            A ``k`` larger than the data set keeps every example, with one warning when the
+            examples are mined (the data set is known then; a folder of 3 photos with the default
+            ``k`` is fine). Each unit's picture shows the best 64 examples at most
+            (:data:`interp.steps.topk.PICTURE_LIMIT`); ``result``, ``topk.pt`` and the atlas keep all ``k``.
         batch_size: inference batch size.
         spatial: ``max`` or ``mean`` over positions for conv layers.
         bottom: also log the bottom-k (``topk/<layer>/bottom/unit_XXX``; the atlas shows them).
@@ -55,6 +60,14 @@ class TopKExamples(InterpretationCallback):
             on_error=on_error,
             progress=progress,
         )
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise CallbackArgumentError(f"TopKExamples: k must be a whole number >= 1, got k={k!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise CallbackArgumentError(f"TopKExamples: batch_size must be a whole number >= 1, got {batch_size!r}")
+        if spatial not in SPATIAL_REDUCTIONS:
+            raise CallbackArgumentError(
+                f"TopKExamples: spatial must be one of {', '.join(SPATIAL_REDUCTIONS)}, got {spatial!r}"
+            )
         self.units, self.k, self.batch_size, self.spatial, self.bottom = units, k, batch_size, spatial, bottom
 
     def interpret(

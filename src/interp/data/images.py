@@ -11,16 +11,19 @@ import re
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset, Subset
 from torchvision.transforms.v2 import functional as TF
 
 from interp.errors import DataError, DataNotFoundError, ImageReadError
 from interp.optvis.inputs import pil_to_tensor
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+_ORIENTATION = 0x0112  # the EXIF tag that says how the camera was held
 
 _ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -81,6 +84,18 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def upright(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF ``Orientation`` tag says (a phone photo taken sideways comes out
+    upright); an image without the tag, or with EXIF data PIL cannot parse, is returned as stored."""
+    try:
+        if img.getexif().get(_ORIENTATION, 1) in (None, 1):
+            return img  # the common case: no copy
+        turned = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block: the pixels are still good, show them as stored
+        return img
+    return img if turned is None else turned
+
+
 def load_image(
     path: str | os.PathLike,
     size: int | Sequence[int] | None = None,
@@ -89,10 +104,12 @@ def load_image(
 ) -> torch.Tensor:
     """Read an image file as a float tensor (C, H, W) in [0, 1].
 
-    Every PIL mode is scaled by its real range (see :func:`interp.optvis.inputs.pil_to_tensor`):
-    8-bit by 255, 16-bit (``I;16``, 16-bit PNG and TIFF) by 65535, 1-bit to 0 or 1, 32-bit
-    integers by the file's bit depth; floating-point images (``F``) must hold values in [0, 1].
-    Transparent pixels are composited over ``background`` (white by default).
+    The image is turned upright as its EXIF ``Orientation`` tag says (phone photos), as image
+    viewers show it. Every PIL mode is scaled by its real range (see
+    :func:`interp.optvis.inputs.pil_to_tensor`): 8-bit by 255, 16-bit (``I;16``, 16-bit PNG and
+    TIFF) by 65535, 1-bit to 0 or 1, 32-bit integers by the file's bit depth; floating-point
+    images (``F``) must hold values in [0, 1]. Transparent pixels are composited over
+    ``background`` (white by default).
 
     Args:
         path: the image file (anything PIL reads: PNG, JPEG, BMP, WebP, TIFF...).
@@ -117,7 +134,7 @@ def load_image(
             img.load()
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageReadError(f"{path} is not an image file that can be read ({_one_line(e)})") from None
-        image = pil_to_tensor(img, mode=mode, background=background, name=str(path))
+        image = pil_to_tensor(upright(img), mode=mode, background=background, name=str(path))
     if size is not None:
         image = resize(image, size)
     return image
@@ -163,6 +180,12 @@ class ImageFolderDataset(Dataset):
     ``transform``. Batching images of different sizes needs a transform that fixes the size
     (for example :func:`face_transform`). Extensions: jpg, jpeg, png, bmp, webp, tif, tiff
     (any case).
+
+    Class labels: when every image lies in a subfolder (``folder/<class>/...``, the layout of
+    torchvision's ``ImageFolder``; ``recursive`` only), :attr:`classes` holds the sorted subfolder
+    names and :attr:`targets` the class number of each item; otherwise both are None and the data
+    has no labels. The second element of an item stays its index either way: what reads labels
+    (the top-k step, the atlas) reads :attr:`targets` (see :func:`label_reader`).
 
     Every file's header is opened once here: files that are not readable images (unreadable,
     not an image, a decompression bomb) are skipped with one warning that counts them, and are
@@ -220,6 +243,13 @@ class ImageFolderDataset(Dataset):
                 f"read (first: {reason})",
                 stacklevel=2,
             )
+        self.classes: list[str] | None = None
+        self.targets: list[int] | None = None
+        parts = [p.relative_to(self.folder).parts for p in self.paths]
+        if recursive and all(len(rel) > 1 for rel in parts):
+            self.classes = sorted({rel[0] for rel in parts})
+            number = {name: i for i, name in enumerate(self.classes)}
+            self.targets = [number[rel[0]] for rel in parts]
         self.transform = transform
         self.mode = mode
 
@@ -231,3 +261,41 @@ class ImageFolderDataset(Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, index
+
+
+def label_reader(dataset: Any) -> Callable[[int], int | None] | None:
+    """How to read the class label of item ``i`` of ``dataset``, when the data set declares its
+    labels itself; None when it does not (the second element of an item is then its label).
+
+    A data set declares its labels with a ``targets`` attribute (torchvision's convention): a
+    sequence of class numbers, one per item, or None for a data set without labels, such as an
+    :class:`ImageFolderDataset` of a folder without class subfolders (whose items' second element
+    is an index, not a label). ``torch.utils.data.Subset`` is looked through.
+    """
+    if isinstance(dataset, Subset):
+        inner = label_reader(dataset.dataset)
+        if inner is None:
+            return None
+        indices = dataset.indices
+        return lambda i: inner(int(indices[i]))
+    if not hasattr(dataset, "targets"):
+        return None
+    targets = dataset.targets
+    if targets is None:
+        return lambda i: None
+
+    def read(i: int) -> int | None:
+        try:
+            return int(targets[i])
+        except (TypeError, ValueError, IndexError):  # not one class number per item
+            return None
+
+    return read
+
+
+def class_names(dataset: Any) -> list[str] | None:
+    """The names of the classes of ``dataset`` (its ``classes``; through a ``Subset``), if it has them."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    names = getattr(dataset, "classes", None)
+    return [str(n) for n in names] if isinstance(names, (list, tuple)) else None

@@ -16,10 +16,13 @@ from interp.steps.topk import cheap_receptive_field
 def receptive_boxes(model: nn.Module):
     """``crop_box(layer, (row, col))`` for the atlas: the input box a conv position sees."""
     fields: dict[str, ReceptiveField | None] = {}
+    modules = {name for name, _ in model.named_modules()}
 
     def crop_box(layer: str, position: tuple[int, int]) -> tuple[int, int, int, int]:
         if layer not in fields:
-            fields[layer] = cheap_receptive_field(model, layer)
+            # A result folder of a layer this model does not have (renamed, copied from another
+            # run): its examples are shown whole.
+            fields[layer] = cheap_receptive_field(model, layer) if layer in modules else None
         field = fields[layer]
         if field is None:  # too costly to measure: the whole image
             example = model_example(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -12,8 +13,14 @@ from torch.utils.data import Dataset
 
 from interp.optvis.receptive import ReceptiveField, box_for, crop_field, receptive_field
 from interp.optvis.topk import TopK, all_gather_topk, mine_topk, shard_range
-from interp.report import Reporter, draw_boxes, grid, titled_row, topk_images
+from interp.report import Reporter, draw_boxes, grid, inputs_at, titled_row
 from interp.steps.common import Units, distributed, example_input, resolve_units, sequential_loader
+
+#: The most examples one unit's picture shows (an 8 x 8 grid). ``k`` is not capped: the saved
+#: ``topk.pt``, the atlas and :class:`Examples` keep all ``k``; only the pictures logged (TensorBoard,
+#: PNG files) show the best ``PICTURE_LIMIT``, so that a large ``k`` cannot make images of
+#: thousands of pixels a side.
+PICTURE_LIMIT = 64
 
 
 @dataclass
@@ -97,6 +104,18 @@ def mine(
 
 
 def _labels(dataset: Dataset, indices: torch.Tensor) -> torch.Tensor | None:
+    """The labels at ``indices`` ([U, k], -1 where an index is -1), or None when the data has none:
+    the data set's own ``targets`` when it declares them (an image folder's class subfolders; none
+    for a flat folder, whose items carry their index), else the second element of each item."""
+    from interp.data.images import label_reader
+
+    read = label_reader(dataset)
+    if read is not None:
+        found = [read(i) if i >= 0 else -1 for i in indices.flatten().tolist()]
+        if all(v is None or v == -1 for v in found):
+            return None
+        flat = [-1 if v is None else v for v in found]
+        return torch.tensor(flat, dtype=torch.long).reshape(indices.shape)
     first = dataset[0]
     if not (isinstance(first, (tuple, list)) and len(first) > 1):
         return None
@@ -164,6 +183,17 @@ def receptive_picture(images: torch.Tensor, positions: torch.Tensor, field: Rece
     )
 
 
+def clip_k(k: int, size: int, what: str) -> int:
+    """``k`` or, when the data set holds fewer examples, its size, with one warning (on rank zero)."""
+    if size < k:
+        if distributed()[0] == 0:
+            warnings.warn(
+                f"{what}: k={k} is more than the {size} examples of the data set; keeping all {size}", stacklevel=3
+            )
+        return size
+    return k
+
+
 def topk_examples(
     model: nn.Module,
     dataset: Dataset,
@@ -182,17 +212,23 @@ def topk_examples(
     (``interp/topk/<layer>/unit_XXX``) and their best activation (``.../max_activation``); with
     ``bottom`` also the most negative ones (``topk/<layer>/bottom/unit_XXX``). Saves
     ``interp/topk/<layer>/topk.pt`` (``units``, ``values``, ``indices``, ``positions`` for conv
-    layers, ``labels`` when the data has them, ``dataset_max``)."""
+    layers, ``labels`` when the data has them, ``dataset_max``).
+
+    ``k`` larger than the data set keeps every example (``k`` becomes the data set's size), with
+    one warning. Each picture shows the best :data:`PICTURE_LIMIT` (64) examples at most; the
+    saved file and the result keep all ``k``."""
     unit_list = resolve_units(model, layer, units, example_input(dataset))
+    k = clip_k(k, len(dataset), f"top-k of {layer}")  # type: ignore[arg-type]
     top = mine(model, layer, unit_list, k, dataset, batch_size, largest=True, spatial=spatial, progress=progress)
     low = mine(model, layer, unit_list, k, dataset, batch_size, largest=False, spatial=spatial) if bottom else None
     field = cheap_receptive_field(model, layer) if top.positions is not None else None
     for prefix, result in ((f"topk/{layer}", top), (f"topk/{layer}/bottom", low)):
         if result is None:
             continue
+        kept = int(result.indices.shape[1])
         for row, unit in enumerate(result.units.tolist()):
             tag = f"{prefix}/unit_{unit:03d}"
-            images = topk_images(result, dataset, row)
+            images = inputs_at(dataset, [i for i in result.indices[row, :PICTURE_LIMIT].tolist() if i >= 0])
             picture = grid(images, min_size=0)
             if field is not None and result.positions is not None:
                 picture = receptive_picture(images, result.positions[row, : len(images)], field)
@@ -202,8 +238,9 @@ def topk_examples(
                 tag,
                 picture,
                 step,
-                description=f"The {len(images)} examples of the data with the {which} activation of {layer} unit "
-                f"{unit}{where}; best activation {float(result.values[row, 0]):.4g}.",
+                description=f"The {len(images)}{f' best of the {kept}' if kept > len(images) else ''} examples of "
+                f"the data with the {which} activation of {layer} unit {unit}{where}; best activation "
+                f"{float(result.values[row, 0]):.4g}.",
             )
         reporter.histogram(f"{prefix}/best_activation", result.values[:, 0], step)
     saved: dict[str, torch.Tensor] = {
