@@ -78,18 +78,19 @@ class FakeMemory:
 
 
 def _recording_render(monkeypatch, meter: FakeMemory | None = None, fail_above: int | None = None) -> list[int]:
-    """Replace the render_units that render_view calls by one that records the chunk sizes (and
-    raises CUDA's out-of-memory error for chunks larger than ``fail_above``)."""
+    """Replace the render_units that render_view calls by one that records the chunk sizes in units
+    (and raises CUDA's out-of-memory error for chunks larger than ``fail_above``)."""
     import interp.steps.featvis as featvis
 
     sizes: list[int] = []
     real = featvis.render_units
 
     def recording(model, layer, units, **kwargs):
-        sizes.append(len(units))
+        n = len(dict.fromkeys(units))  # units, not rows: a batch is padded with copies of its last unit
+        sizes.append(n)
         if meter is not None:
-            meter.last_chunk = len(units)
-        if fail_above is not None and len(units) > fail_above:
+            meter.last_chunk = n
+        if fail_above is not None and n > fail_above:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(model, layer, units, **kwargs)
 

@@ -333,6 +333,8 @@ def test_prior_view_starts_from_each_units_top_examples(small_prior, trained_mlp
     started = feature_visualization(trained_mlp, Reporter(tmp_path, enabled=False), examples=examples, **settings)
     view = LatentParam(small_prior.decoder, batch=3, start=by_hand)
     expected = render_units(trained_mlp, "dense_1", units, param=view, steps=12, transforms=None, shape=(1, 28, 28))
-    assert torch.equal(started.renderings["prior"].image, expected.image)
+    # render_view pads its batch to a multiple of 4 rows (ROW_MULTIPLE), render_units renders 3: the
+    # matrix kernels of a 3-row tail differ in the last bits on some CPUs
+    torch.testing.assert_close(started.renderings["prior"].image, expected.image, atol=1e-5, rtol=0)
     random = feature_visualization(trained_mlp, Reporter(tmp_path, enabled=False), **settings)
     assert not torch.allclose(random.renderings["prior"].image, expected.image, atol=1e-3)

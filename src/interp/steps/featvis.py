@@ -154,16 +154,23 @@ def view_param(
     raise InterpError(f"unknown view {view!r}: use {', '.join(VIEWS)}")
 
 
-def _first_row(rendering: Rendering) -> Rendering:
-    """The rendering of the first unit of a batch."""
+ROW_MULTIPLE = 4
+"""Every batch of units is rendered with a multiple of this many rows (the last unit repeated,
+the copies dropped): matrix kernels treat a tail of one to three rows with other code than full
+blocks (seen on AMD EPYC: a unit's bits depended on whether it ended an odd batch), so padding
+makes a unit's result independent of how the units are split across chunks and processes."""
+
+
+def _first_rows(rendering: Rendering, n: int) -> Rendering:
+    """The rendering of the first ``n`` rows of a batch."""
     assert rendering.units is not None and rendering.activations is not None
     return Rendering(
-        [image[:1] for image in rendering.images],
+        [image[:n] for image in rendering.images],
         rendering.thresholds,
-        rendering.history[:, :1],
-        rendering.scores[:1],
-        rendering.units[:1],
-        rendering.activations[:1],
+        rendering.history[:, :n],
+        rendering.scores[:n],
+        rendering.units[:n],
+        rendering.activations[:n],
     )
 
 
@@ -222,10 +229,11 @@ def render_view(
     row_of = {unit: row for row, unit in enumerate(units)}
 
     def render_chunk(part_units: list[int]) -> Rendering:
-        # a batch of one takes other matrix kernels (matrix-vector) than larger batches: render the
-        # unit twice, so its bits match the one-batch run's, and keep one copy
-        twice = len(part_units) == 1 and len(units) > 1
-        rows = part_units * 2 if twice else part_units
+        # a batch of one takes other matrix kernels (matrix-vector) than larger batches, and a
+        # tail of rows other code than full blocks: pad to ROW_MULTIPLE rows, so a unit's bits do
+        # not depend on the split, and keep the first rows
+        pad = (-len(part_units)) % ROW_MULTIPLE if len(units) > 1 else 0
+        rows = part_units + part_units[-1:] * pad
         rows_starts = None if starts is None else starts[[row_of[u] for u in rows]]
         param = view_param(view, image_shape, rows, seed, prior, magnitude, prior_max_norm, rows_starts)
         rendering = render_units(
@@ -239,7 +247,7 @@ def render_view(
             progress=progress,
             **render_kwargs,
         )
-        return _first_row(rendering) if twice else rendering
+        return _first_rows(rendering, len(part_units)) if pad else rendering
 
     parts: list[Rendering] = []
     done = 0
