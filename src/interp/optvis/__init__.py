@@ -8,7 +8,7 @@ the target: ``render(model, objective)``, ``dream(model, image, objective)``,
 ``invert(model, layer, images=...)``, ``mine_topk(model, layer, data)``.
 """
 
-from interp.optvis import objectives, param, transforms
+from interp.optvis import lrp, objectives, param, scores, transforms
 from interp.optvis.capture import (
     Capture,
     capture,
@@ -42,6 +42,7 @@ __all__ = [
     "invert",
     "layer_names",
     "layer_size",
+    "lrp",
     "merge_topk",
     "mine_topk",
     "model_device",
@@ -50,6 +51,7 @@ __all__ = [
     "param",
     "render",
     "render_units",
+    "scores",
     "shard_range",
     "transforms",
 ]

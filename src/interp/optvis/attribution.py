@@ -22,7 +22,7 @@ from torch import nn
 from interp.optvis import objectives as obj
 from interp.optvis.capture import Capture, frozen, get_layer, model_device
 
-METHODS = ("ig", "saliency", "deeplift", "occlusion", "gradcam")
+METHODS = ("ig", "saliency", "deeplift", "occlusion", "gradcam", "lrp")
 
 
 @dataclass
@@ -109,7 +109,9 @@ def neuron_attributions(
     * ``deeplift``: DeepLift (rescale rule) from the same baseline (needs ReLUs as modules);
     * ``occlusion``: the drop of the unit's value when a square patch is set to the baseline
       (patch about 1/7 of the image side, half-patch strides);
-    * ``gradcam``: Grad-CAM at the unit's own (conv) layer, upsampled to the input size.
+    * ``gradcam``: Grad-CAM at the unit's own (conv) layer, upsampled to the input size;
+    * ``lrp``: layer-wise relevance propagation through Zennit (``EpsilonPlusFlat`` with canonizers), started at the
+      unit (:func:`interp.optvis.lrp.lrp_attributions`; needs ``interp[eval]``).
     """
     from captum.attr import NeuronGradient, NeuronIntegratedGradients
 
@@ -165,6 +167,10 @@ def neuron_attributions(
             cam = LayerGradCam(unit_value, module).attribute(x, relu_attributions=True)
             maps = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
             return Attributions(maps.expand(-1, x.shape[1], -1, -1).detach().cpu() / x.shape[1], None)
+        if method == "lrp":
+            from interp.optvis.lrp import lrp_attributions
+
+            return Attributions(lrp_attributions(model, layer, unit, x).cpu(), None)
     raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
 
 
