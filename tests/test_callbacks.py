@@ -468,3 +468,39 @@ def test_the_randomization_check_runs_on_the_first_sanity_units_units(tmp_path, 
         UserCNN(), torch.utils.data.TensorDataset(x, y)
     )
     assert sorted(checked) == [2, 2, 5, 5, 7, 7]
+
+
+@pytest.mark.parametrize("topk_first", [True, False])
+def test_reuse_never_drops_a_view_and_covers_the_units_it_lacks(tmp_path, mnist_small, topk_first):
+    """A top-k of units [0, 5] and a feature visualization of units 0-7 with the prior view, in
+    either order: the prior view is rendered for all 8 units (no warning, no lost view); after the
+    top-k, every unit is compared with its top examples (those the top-k lacked are mined)."""
+    import warnings
+
+    x, y = mnist_small[0][:1024], mnist_small[1][:1024]
+    torch.manual_seed(0)
+    model = UserCNN()
+    topk = TopKExamples(layer="features.3", units=[0, 5], k=9, progress=False)
+    featvis = FeatureVisualization(
+        layer="features.3", units=range(8), steps=8, views=("plain", "prior"), progress=False
+    )
+    callbacks = [topk, featvis] if topk_first else [featvis, topk]
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        limit_train_batches=4,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", message=".*(does not have many workers|num_workers|LeafSpec).*")
+        trainer.fit(model, UserData(x, y))
+    result = featvis.result
+    assert result is not None and result.units == list(range(8))
+    assert result.renderings["prior"].images[-1].shape[0] == 8
+    if topk_first:  # the top-k's two units were reused and the other six mined: a ratio for each unit
+        assert result.ratios["prior"].shape == (8,) and result.ratios["plain"].shape == (8,)

@@ -318,6 +318,8 @@ def feature_visualization(
     image_shape = tuple(example.shape[1:])
     result = Views(unit_list, {}, {})
     saved: dict[str, torch.Tensor] = {"units": torch.tensor(unit_list)}
+    if examples is not None and not examples.covers(unit_list):  # reuse what exists, mine the rest
+        examples = examples.extended(model, layer, unit_list)
     starts = prior_starts(prior, examples, unit_list) if "prior" in views else None
     for index, view in enumerate(views):
         regularizer = image_regularizer(tv_weight, l1_weight) if view == "plain" else None

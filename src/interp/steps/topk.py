@@ -33,6 +33,21 @@ class Examples:
     dataset: Dataset
     spatial: str = "max"
 
+    def extended(self, model: nn.Module, layer: str, units: list[int]) -> Examples:
+        """These examples for every unit of ``units``: the units this result lacks are mined on the
+        same data set with the same ``k`` and position reduction, and joined to the rows it has (a
+        reuse never loses a unit, whichever callback ran first)."""
+        have = set(self.top.units.tolist())
+        missing = [u for u in dict.fromkeys(units) if u not in have]
+        if not missing:
+            return self
+        k = self.top.k
+        top = mine(model, layer, missing, k, self.dataset, spatial=self.spatial)
+        bottom = None
+        if self.bottom is not None:
+            bottom = mine(model, layer, missing, self.bottom.k, self.dataset, largest=False, spatial=self.spatial)
+        return Examples(_joined(self.top, top), _joined(self.bottom, bottom), self.dataset, self.spatial)
+
     def covers(self, units: list[int], k: int = 1) -> bool:
         """Whether this result holds at least ``k`` examples for each of ``units``."""
         return set(units) <= set(self.top.units.tolist()) and self.top.k >= min(k, len(self.dataset))  # type: ignore[arg-type]
@@ -47,6 +62,25 @@ class Examples:
     def labels(self) -> torch.Tensor | None:
         """The labels of the top examples ([U, k], -1 where missing), when the data has labels."""
         return _labels(self.dataset, self.top.indices)
+
+
+def _joined(a: TopK | None, b: TopK | None) -> TopK | None:
+    """The rows of ``a`` then those of ``b`` (top-k of other units of one layer, same k)."""
+    if a is None or b is None:
+        return a if b is None else b
+    k = min(a.k, b.k)
+    positions = None
+    if a.positions is not None and b.positions is not None:
+        positions = torch.cat([a.positions[:, :k], b.positions[:, :k]])
+    return TopK(
+        torch.cat([a.values[:, :k], b.values[:, :k]]),
+        torch.cat([a.indices[:, :k], b.indices[:, :k]]),
+        positions,
+        torch.cat([a.units, b.units]),
+        a.layer,
+        a.largest,
+        a.requested_k,
+    )
 
 
 def mine(
