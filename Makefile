@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.interp-installed
 PORT   ?= 6006
 ARGS   ?=
 
-.PHONY: install browser train test test-fast lint format visualize tensorboard bench gpu-check readme-images face-weights clean
+.PHONY: install browser train test test-fast lint format docs visualize tensorboard bench gpu-check readme-images face-weights clean
 
 install: $(STAMP)
 
@@ -37,6 +37,13 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
+
+# HTML API reference of interp.optvis, interp.steps, interp.callbacks and interp.models (pdoc, Google-style
+# docstrings) into build/docs/: open build/docs/index.html.
+DOCS_MODULES := interp.optvis interp.steps interp.callbacks interp.models
+docs: $(STAMP)
+	$(BIN)/pdoc --docformat google --output-directory build/docs $(DOCS_MODULES)
+	@echo "API reference: build/docs/index.html"
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
