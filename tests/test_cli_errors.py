@@ -715,7 +715,7 @@ def test_train_refuses_a_learning_rate_that_is_not_a_number(cli, tmp_path):
     write_idx(tmp_path / "data" / "MNIST" / "raw")
     env = base_env(INTERP_DATA_DIR=str(tmp_path / "data"))
     result = cli(["train", *TRAIN_FAST, "callbacks=[]", "model.lr=nan"], env, tmp_path)
-    expect_error(result, "train", r"^model\.lr=nan: must be a finite number > 0$", tmp_path / "runs", set())
+    expect_error(result, "train", r"^model\.lr=nan: must be a finite number >= 0$", tmp_path / "runs", set())
 
 
 # --- hardening, round two: a full disk and Ctrl-C ---------------------------------------------------

@@ -86,3 +86,22 @@ def test_remove_failed_run_keeps_a_folder_replaced_since(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere").rename(run)
     assert not remove_failed_run(run) and run.is_dir()
+
+
+@pytest.mark.parametrize("with_summary", [False, True])
+def test_an_events_file_counts_as_a_result_only_when_it_holds_a_summary(tmp_path, with_summary):
+    """A run that failed right after its logger opened (the events file holds its header only) is
+    removed; one that logged anything stays."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from interp.runs import make_run_dir, remove_failed_run
+
+    run = make_run_dir(tmp_path / "runs", "stamp")
+    (run / "config.yaml").write_text("x: 1")
+    writer = SummaryWriter(str(run))
+    if with_summary:
+        writer.add_scalar("loss", 1.0, 0)
+    writer.close()
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1
+    assert remove_failed_run(run) is not with_summary
+    assert run.exists() is with_summary

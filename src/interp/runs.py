@@ -127,8 +127,30 @@ def make_run_dir(parent: str | os.PathLike, stamp: str) -> Path:
     raise InterpError(f"{parent}: {stamp} and its suffixes up to -{MAX_RUN_DIR_SUFFIX} are all taken")
 
 
+def _records(path: Path, limit: int = 1 << 16) -> int:
+    """How many records a TensorBoard events file holds (TFRecord framing: an 8-byte length, a
+    4-byte checksum, the data, a 4-byte checksum), counting no further than ``limit`` bytes; 2 for a
+    file that is larger or does not parse (it is then treated as holding summaries)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError:
+        return 2
+    if len(data) > limit:
+        return 2
+    count, offset = 0, 0
+    while offset < len(data):
+        if offset + 12 > len(data):
+            return 2
+        length = int.from_bytes(data[offset : offset + 8], "little")
+        offset += 12 + length + 4
+        count += 1
+    return count if offset == len(data) else 2
+
+
 BOOKKEEPING = frozenset({"config.yaml", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml"})
-"""Files a run writes before it has any result (besides Hydra's ``<job>.log`` at the top)."""
+"""Files a run writes before it has any result (besides Hydra's ``<job>.log`` and an events file
+holding only its header, at the top)."""
 
 
 def remove_failed_run(run_dir: str | os.PathLike | None) -> bool:
@@ -157,7 +179,9 @@ def remove_failed_run(run_dir: str | os.PathLike | None) -> bool:
             rel = path.relative_to(root).as_posix()
             if path.is_symlink() or not path.is_file():
                 return False
-            if rel not in BOOKKEEPING and not ("/" not in rel and rel.endswith(".log")):
+            top_level = "/" not in rel
+            empty_events = top_level and name.startswith("events.out.tfevents.") and _records(path) <= 1
+            if rel not in BOOKKEEPING and not (top_level and rel.endswith(".log")) and not empty_events:
                 return False
             files.append(path)
     for path in files:

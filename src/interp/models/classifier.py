@@ -26,7 +26,7 @@ class ImageClassifier(L.LightningModule):
 
     def check_hparams(self) -> None:
         """Refuse hyperparameters that cannot train, with one line each (``InterpError``): a
-        learning rate that is not a finite number > 0, dropout or label smoothing outside [0, 1),
+        learning rate that is not a finite number >= 0, dropout or label smoothing outside [0, 1),
         a negative or non-finite weight decay, a hidden width outside [1, :attr:`MAX_WIDTH`]."""
         import math
 
@@ -43,8 +43,8 @@ class ImageClassifier(L.LightningModule):
             return float(value)
 
         lr = number("lr")
-        if lr is not None and not (math.isfinite(lr) and lr > 0):
-            raise InterpError(f"model.lr={hp['lr']!r}: must be a finite number > 0")
+        if lr is not None and not (math.isfinite(lr) and lr >= 0):
+            raise InterpError(f"model.lr={hp['lr']!r}: must be a finite number >= 0")
         for key in ("dropout", "label_smoothing"):
             v = number(key)
             if v is not None and not 0 <= v < 1:
