@@ -67,10 +67,10 @@ gpu-check: $(STAMP)
 # Regenerates the two pictures at the top of the README from the newest training run.
 readme-images: $(STAMP)
 	$(BIN)/python -m interp visualize ckpt=latest units=32 'callbacks=[panel]' experiment=readme
-	$(BIN)/python -m interp visualize preset=vggface2 model.weights=random 'callbacks=[dream]' size=320 experiment=readme
+	$(BIN)/python -m interp visualize preset=face 'callbacks=[dream]' size=320 "+callbacks.dream.note='face-api.js 1.7.15 weights: dlib face recognition ResNet'" experiment=readme
 	mkdir -p docs
 	cp "$$(ls -td runs/readme/*/ | sed -n 2p)interp/panel/dense_1/unit_032.png" docs/panel_dense_1_unit_032.png
-	cp "$$(ls -td runs/readme/*/ | sed -n 1p)interp/dream/layer3.png" docs/dream_vggface2_layer3_random_weights.png
+	cp "$$(ls -td runs/readme/*/ | sed -n 1p)interp/dream/layer1.png" docs/dream_faceapi_layer1.png
 
 # The trained face-api networks (interp.models.faceapi): npm pack @vladmandic/face-api, checksums checked,
 # into $$INTERP_CACHE_DIR/face-api (default ~/.cache/interp/face-api).

@@ -75,15 +75,20 @@ def load_subject(cfg: DictConfig, run_dir: Path) -> Subject:
     if cfg.ckpt:
         return load_checkpoint_subject(str(cfg.ckpt), cfg.runs_dir, exclude=run_dir)
     if cfg.get("model"):
-        if OmegaConf.is_missing(cfg.model, "weights") or cfg.model.get("weights") is None:
+        # VGGFace2 must be told its weights; the face-api models (weights: null) look them up themselves
+        looks_up = str(cfg.model.get("_target_", "")).startswith("interp.models.faceapi.")
+        if OmegaConf.is_missing(cfg.model, "weights") or (cfg.model.get("weights") is None and not looks_up):
             from interp.models.vggface2_weights import ACCEPTED_WEIGHTS_HELP
 
             raise InterpError(f"model.weights=PATH is required. {ACCEPTED_WEIGHTS_HELP}")
         model = instantiate(cfg.model, _convert_="all")  # plain lists in the hyperparameters: weights_only loads
         random = bool(getattr(model, "random_weights", False))
-        return Subject(model, None, f"{type(model).__name__} ({cfg.model.weights})", random)
+        info = getattr(model, "weights_info", None)
+        shown = info if isinstance(info, str) else cfg.model.get("weights")
+        return Subject(model, None, f"{type(model).__name__} ({shown})", random)
     raise InterpError(
-        "nothing to visualize: give ckpt=<checkpoint or latest> or preset=vggface2 model.weights=<file or random>"
+        "nothing to visualize: give ckpt=<checkpoint or latest>, preset=face, preset=face_expression or "
+        "preset=vggface2 model.weights=<file or random>"
     )
 
 

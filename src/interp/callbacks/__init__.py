@@ -13,6 +13,7 @@ from interp.callbacks.atlas import Atlas
 from interp.callbacks.attribution import AttributionCheck
 from interp.callbacks.base import InterpretationCallback, find_callback
 from interp.callbacks.dream import DeepDream
+from interp.callbacks.expressions import Expressions
 from interp.callbacks.featvis import FeatureVisualization
 from interp.callbacks.inversion import Inversion
 from interp.callbacks.panel import UnitPanel
@@ -26,6 +27,7 @@ __all__ = [
     "AttributionMismatchError",
     "DeepDream",
     "EmbeddingProjector",
+    "Expressions",
     "FeatureVisualization",
     "InterpretationCallback",
     "Inversion",

@@ -167,19 +167,25 @@ class FaceApiPreprocess(nn.Module):
     Args:
         size: the network's input size (150 or 112).
         mean_rgb: mean R, G, B on the 0-255 scale.
+        resize: ``False`` skips the padding and the resize: images of any size and shape are only
+            normalized, and the convolutions see them at their own resolution (for DeepDream on
+            photos and its tiles; a net that ends in a fixed-size pool needs ``True``).
     """
 
     mean: Tensor
 
-    def __init__(self, size: int, mean_rgb: Sequence[float] = FACE_API_MEAN_RGB):
+    def __init__(self, size: int, mean_rgb: Sequence[float] = FACE_API_MEAN_RGB, resize: bool = True):
         super().__init__()
         self.size = int(size)
+        self.resize = bool(resize)
         self.register_buffer("mean", torch.tensor(mean_rgb, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected RGB images shaped (N, 3, H, W) in [0, 1], got {tuple(x.shape)}")
         x = x * 255.0
+        if not self.resize:
+            return (x - self.mean) / 255.0
         height, width = x.shape[-2:]
         if height != width:
             diff = abs(height - width)
@@ -193,7 +199,7 @@ class FaceApiPreprocess(nn.Module):
 
     def extra_repr(self) -> str:
         mean = ", ".join(f"{m:g}" for m in self.mean.flatten().tolist())
-        return f"size={self.size}, mean_rgb=({mean}), scale=1/255"
+        return f"size={self.size}, mean_rgb=({mean}), scale=1/255" + ("" if self.resize else ", resize=False")
 
 
 class Conv2dSame(nn.Conv2d):
@@ -395,6 +401,8 @@ class FaceRecognitionNet(L.LightningModule):
 
     input_size = 150
     tfjs_manifest = "face_recognition_model-weights_manifest.json"
+    weights_info: str | None = None
+    """Where the weights came from (set by :func:`face_recognition` / :func:`face_expression`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -549,6 +557,8 @@ class FaceExpressionNet(L.LightningModule):
 
     input_size = 112
     tfjs_manifest = "face_expression_model-weights_manifest.json"
+    weights_info: str | None = None
+    """Where the weights came from (set by :func:`face_recognition` / :func:`face_expression`)."""
     class_names = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
 
     def __init__(self) -> None:
@@ -651,3 +661,43 @@ class FaceExpressionNet(L.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         logits = self(x)
         return {"logits": logits, "probs": torch.softmax(logits, dim=1)}
+
+
+# --------------------------------------------------------------------------------------------
+# factories for configs (``_target_``)
+
+
+def _weights_info(manifest_name: str, path: str | os.PathLike | None) -> str:
+    return f"face-api.js weights (@vladmandic/face-api {FACE_API_VERSION}), {find_manifest(manifest_name, path)}"
+
+
+def face_recognition(weights: str | os.PathLike | None = None, resize: bool = True) -> FaceRecognitionNet:
+    """:meth:`FaceRecognitionNet.from_weights` for configs (``_target_``), with ``weights_info``.
+
+    Args:
+        weights: a folder holding the face-api files or the manifest; ``None``: the default lookup
+            (``$INTERP_CACHE_DIR/face-api``, ``~/.cache/interp/face-api``, ``$INTERP_DATA_DIR/face-api``).
+        resize: ``False``: photos are not padded and resized to 150 px, only normalized (see
+            :class:`FaceApiPreprocess`), so DeepDream works at the photo's own resolution.
+
+    Returns:
+        The loaded network, in eval mode.
+    """
+    net = FaceRecognitionNet.from_weights(weights)
+    net.preprocess.resize = bool(resize)
+    net.weights_info = _weights_info(FaceRecognitionNet.tfjs_manifest, weights)
+    return net
+
+
+def face_expression(weights: str | os.PathLike | None = None) -> FaceExpressionNet:
+    """:meth:`FaceExpressionNet.from_weights` for configs (``_target_``), with ``weights_info``.
+
+    Args:
+        weights: as for :func:`face_recognition`.
+
+    Returns:
+        The loaded network, in eval mode.
+    """
+    net = FaceExpressionNet.from_weights(weights)
+    net.weights_info = _weights_info(FaceExpressionNet.tfjs_manifest, weights)
+    return net

@@ -15,6 +15,7 @@ scripts call them directly, without a Trainer::
 from interp.steps.attribution import AttributionMismatchError, AttributionSummary, attribute_units
 from interp.steps.common import resolve_units, unit_tag
 from interp.steps.dream import deep_dream, load_images
+from interp.steps.expressions import ClassPictures, expressions
 from interp.steps.featvis import feature_visualization
 from interp.steps.inversion import inversion
 from interp.steps.panel import unit_panels
@@ -24,11 +25,13 @@ from interp.steps.topk import Examples, mine, topk_examples
 __all__ = [
     "AttributionMismatchError",
     "AttributionSummary",
+    "ClassPictures",
     "Embedding",
     "Examples",
     "attribute_units",
     "deep_dream",
     "embedding_projector",
+    "expressions",
     "feature_visualization",
     "inversion",
     "load_images",
