@@ -765,3 +765,14 @@ def test_visualize_stops_on_ctrl_c_with_one_line(trained, tmp_path):
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("feature", "render"))]
     assert lines[-1].startswith("interrupted by SIGINT: what was written so far is in "), err[-3000:]
+
+
+def test_atlas_is_a_hydra_app_that_writes_nothing_of_its_own(cli, trained, tmp_path):
+    """``atlas`` takes Hydra overrides like the other commands: an unknown key is one line, and it
+    writes no run folder, log or ``.hydra`` of its own in the working folder."""
+    _, env, ckpt = trained
+    result = cli(["atlas", f"ckpt={ckpt}", "steps=3"], env, tmp_path)
+    expect_error(result, "atlas", r"^steps is not a setting of `atlas`", tmp_path / "runs", set())
+    result = cli(["atlas", f"ckpt={ckpt}"], env, tmp_path)  # a run without results: one line
+    expect_error(result, "atlas", r"run the featvis or topk interpretation first", tmp_path / "runs", set())
+    assert not list(tmp_path.iterdir()), "atlas wrote into the working folder"

@@ -171,33 +171,14 @@ def visualize(cfg: DictConfig) -> list[Path]:
         sys.exit(128 + stop.signum)
 
 
-ATLAS_KEYS = {"ckpt": "latest", "runs_dir": "runs", "out": None}
-ATLAS_HELP = """usage: python -m interp atlas [ckpt=latest] [runs_dir=runs] [out=<folder>]
-
-Writes the unit atlas (static HTML pages per layer and unit) of a trained run from the results its
-interpretations saved, and prints the path of its index page.
-
-  ckpt=latest|<path>   the run's checkpoint (latest: the newest runs_dir/**/checkpoints/last.ckpt)
-  runs_dir=runs        where `latest` looks
-  out=<folder>         where the pages go (default: <run>/atlas); a new or existing folder, not a file"""
-
-
-def atlas(argv: list[str]) -> Path | None:
-    """``python -m interp atlas ckpt=latest [runs_dir=runs] [out=<folder>]``: the unit atlas of a
-    trained run, from the results its interpretations saved (the run folder of the checkpoint)."""
+def atlas(cfg: DictConfig) -> Path:
+    """``python -m interp atlas [ckpt=latest] [runs_dir=runs] [out=<folder>]`` (``configs/atlas.yaml``):
+    the unit atlas of a trained run, from the results its interpretations saved (the run folder of
+    the checkpoint). Returns the path of its index page."""
     from interp.steps.atlas import unit_atlas
-    from interp.visualize import load_checkpoint_subject
+    from interp.subject import load_checkpoint_subject
 
-    settings = dict(ATLAS_KEYS)
-    if any(a in ("-h", "--help", "help") for a in argv):
-        print(ATLAS_HELP)
-        return None
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in settings:
-            raise InterpError(f"atlas takes {', '.join(f'{k}=...' for k in ATLAS_KEYS)}; got {arg!r}")
-        settings[key] = value
-    subject = load_checkpoint_subject(str(settings["ckpt"]), str(settings["runs_dir"]))
+    subject = load_checkpoint_subject(str(cfg.ckpt), str(cfg.runs_dir))
     assert subject.checkpoint is not None
     run_folder = subject.checkpoint.parent.parent
     dataset = None
@@ -205,6 +186,7 @@ def atlas(argv: list[str]) -> Path | None:
         subject.data.prepare_data()
         subject.data.setup("fit")
         dataset = subject.data.interp_dataset("train")
-    index = unit_atlas(subject.model.eval(), dataset, run_folder, out_dir=settings["out"], progress=True)
+    out = None if cfg.get("out") in (None, "") else str(cfg.out)
+    index = unit_atlas(subject.model.eval(), dataset, run_folder, out_dir=out, progress=True)
     print(f"atlas: {index}  (open it in a browser: file://{index.resolve()})")
     return index

@@ -35,7 +35,7 @@ def _usage() -> str:
     lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
     lines += [
         "",
-        "train and visualize take Hydra overrides and `--help` (config groups and defaults).",
+        "Each command takes Hydra overrides (key=value) and `--help` (its settings and defaults).",
         "Examples:",
         "  python -m interp train trainer.max_epochs=2 model.lr=1e-3",
         "  python -m interp visualize ckpt=latest layer=dense_1 units=32",
@@ -151,7 +151,7 @@ def _other_command_has(command: str, key: str) -> str | None:
     """The other Hydra command whose top-level config sets ``key``, if any."""
     import yaml
 
-    for other in ("train", "visualize"):
+    for other in ("train", "visualize", "atlas"):
         if other == command:
             continue
         try:
@@ -229,7 +229,7 @@ def run_hydra(command: str, argv: list[str]) -> None:
 
     register_resolvers()
     check_output_dir(argv)
-    task = reporting(command, apps.train if command == "train" else apps.visualize)
+    task = reporting(command, {"train": apps.train, "visualize": apps.visualize, "atlas": apps.atlas}[command])
     app = hydra.main(config_path=config_dir(), config_name=command, version_base="1.3")(task)
     saved = sys.argv
     saved_env = os.environ.get("HYDRA_FULL_ERROR")
@@ -272,11 +272,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"interp: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR)
     try:
-        if command == "atlas":
-            from interp import apps
-
-            apps.atlas(rest)
-            return
         run_hydra(command, rest)
     except InterpError as exc:  # raised before Hydra runs the task (the config folder is missing, say)
         fail(command, exc)

@@ -46,7 +46,9 @@ class Examples:
         bottom = None
         if self.bottom is not None:
             bottom = mine(model, layer, missing, self.bottom.k, self.dataset, largest=False, spatial=self.spatial)
-        return Examples(_joined(self.top, top), _joined(self.bottom, bottom), self.dataset, self.spatial)
+        joined = _joined(self.top, top)
+        assert joined is not None
+        return Examples(joined, _joined(self.bottom, bottom), self.dataset, self.spatial)
 
     def covers(self, units: list[int], k: int = 1) -> bool:
         """Whether this result holds at least ``k`` examples for each of ``units``."""
