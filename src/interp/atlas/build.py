@@ -71,6 +71,7 @@ METHOD_NAMES = {
     "gradxinput": "gradient × input",
     "smoothgrad": "SmoothGrad",
     "occlusion": "occlusion",
+    "lrp": "lrp: LRP (ε+♭, Zennit)",
 }
 _NEAREST = 8  # nearest units listed on a unit page
 #: the most top (and bottom) examples a unit page shows; a result with a larger k keeps the rest
@@ -868,6 +869,7 @@ def _layer_page(b: _Builder, L: _Layer, cards: list[str], cols, label_set: set[i
         + f'<h1>Layer {_e(L.name)}</h1><p class="lead">{len(L.units)} units; {what}. '
         f'Click a unit for its page. "×" is the activation of the visualization divided by the largest '
         f'activation over the data set; "label" is the most common label among its top-k examples.</p>'
+        + _scores_section(L)
         + f'<div class="controls">{controls}</div>'
         + '<div class="grid" id="unit-grid">'
         + "".join(cards)
@@ -1007,6 +1009,40 @@ def _templates_section(b: _Builder, L: _Layer, u: int) -> str:
     )
 
 
+#: the explanation scores an ``attribution.pt`` may hold (``scores``: {metric: [methods, units]}), in the order
+#: shown: (key, name, whether higher is better); as :data:`interp.steps.attribution.SCORES`
+SCORE_COLUMNS = (
+    ("deletion_auc", "deletion AUC", False),
+    ("insertion_auc", "insertion AUC", True),
+    ("faithfulness", "faithfulness correlation", True),
+    ("max_sensitivity", "relative max-sensitivity", False),
+    ("sparseness", "Gini sparseness", True),
+    ("randomization", "cascading randomization Spearman", False),
+)
+
+
+def _scores(L: _Layer) -> tuple[list[str], dict[str, torch.Tensor]] | None:
+    """(methods, {metric: [methods, units] float}) of the layer's attribution result, when it holds scores that
+    fit its units; None otherwise."""
+    at = L.steps.get("attribution")
+    if at is None:
+        return None
+    methods, table = at.get("score_methods"), at.get("scores")
+    if not isinstance(methods, (list, tuple)) or not isinstance(table, dict) or not methods:
+        return None
+    n = len(L.rows.get("attribution", {}))
+    out = {}
+    for key, _, _ in SCORE_COLUMNS:
+        t = table.get(key)
+        if isinstance(t, torch.Tensor) and t.dim() == 2 and tuple(t.shape) == (len(methods), n):
+            out[key] = t.double()
+    return ([str(m) for m in methods], out) if out else None
+
+
+def _direction(higher: bool) -> str:
+    return "higher is better" if higher else "lower is better"
+
+
 def _attribution_section(b: _Builder, L: _Layer, u: int) -> str:
     at = L.steps.get("attribution")
     r = L.row("attribution", u)
@@ -1016,6 +1052,7 @@ def _attribution_section(b: _Builder, L: _Layer, u: int) -> str:
     d.mkdir(exist_ok=True)
     ex = _opt(at, "examples")
     k = int(at[L.methods[0]].shape[1])
+    scored = _scores(L)
     rows = []
     if ex is not None:
         cells = []
@@ -1026,6 +1063,7 @@ def _attribution_section(b: _Builder, L: _Layer, u: int) -> str:
             )
         rows.append(f"<tr><th>example</th>{''.join(cells)}</tr>")
     legends = []
+    any_scores = False
     for m in L.methods:
         maps = at[m][r].float()
         if maps.dim() == 4:  # [k, C, H, W]: one map per example, summed over channels
@@ -1038,14 +1076,106 @@ def _attribution_section(b: _Builder, L: _Layer, u: int) -> str:
                 f'<td><img src="img/attr/unit_{u:04d}_{_key(m)}{j}.png" alt="{_e(m)} map {j}"'
                 f"{_img_cls(*maps.shape[-2:])}></td>"
             )
-        rows.append(f'<tr><th title="{_e(METHOD_NAMES.get(m, m))}">{_e(m)}</th>{"".join(cells)}</tr>')
+        caption = ""
+        if scored is not None and m in scored[0]:
+            i = scored[0].index(m)
+            vals = {key: float(scored[1][key][i, r]) for key, _, _ in SCORE_COLUMNS if key in scored[1]}
+            lines = [
+                f'<span data-score="{key}" title="{_e(name)} ({_direction(higher)})">{_e(name)} '
+                f"{'↑' if higher else '↓'} <b>{_fmt(vals[key])}</b></span>"
+                for key, name, higher in SCORE_COLUMNS
+                if key in vals
+            ]
+            if not all(math.isnan(v) for v in vals.values()):  # nan everywhere: the unit was not scored
+                any_scores = True
+                caption = f'<td class="scores" data-method="{_e(m)}">{"".join(lines)}</td>'
+        rows.append(f'<tr><th title="{_e(METHOD_NAMES.get(m, m))}">{_e(m)}</th>{"".join(cells)}{caption}</tr>')
         legends.append(_legend(f"−{_fmt(scale)}", f"+{_fmt(scale)}", _e(METHOD_NAMES.get(m, m))))
+    note = (
+        "Which pixels of each example raise (red) or lower (blue) this unit's activation. One colour scale per "
+        "method, shown below the maps."
+    )
+    if any_scores:
+        note += (
+            " Beside each method: its scores on these examples (the mean over them; ↑ higher is better, ↓ lower "
+            "is better): deletion and insertion AUC (the unit's value as the most relevant pixels are blacked out "
+            "or put back first), faithfulness correlation (of the map's sum over random pixel subsets with the "
+            "unit's drop when they are blacked out), max-sensitivity (the map's change under small noise, relative "
+            "to its norm), Gini sparseness and cascading randomization (similarity to the map of a model whose "
+            "layers are re-initialized)."
+        )
     return (
-        '<section><h2>Attributions</h2><p class="note">Which pixels of each example raise (red) or lower (blue) '
-        "this unit's activation. One colour scale per method, shown below the maps.</p>"
+        f'<section><h2>Attributions</h2><p class="note">{note}</p>'
         + f'<div class="scroll"><table class="attr">{"".join(rows)}</table></div>'
         + "".join(legends)
         + "</section>"
+    )
+
+
+def _scores_section(L: _Layer) -> str:
+    """The layer page's explanation scores: the median over the scored units per method and metric, then every
+    scored unit's own; both tables sort by a click on a column's header."""
+    scored = _scores(L)
+    if scored is None:
+        return ""
+    methods, table = scored
+    cols = [(key, name, higher) for key, name, higher in SCORE_COLUMNS if key in table]
+    units = list(L.rows["attribution"])  # row order of the result file
+    done = [
+        c
+        for c in range(len(units))
+        if any(not math.isnan(float(t[i, c])) for t in table.values() for i in range(len(methods)))
+    ]
+    if not done:
+        return ""
+
+    def head(first: list[tuple[str, str]]) -> str:
+        cells = [f'<th data-order="{order}">{_e(label)}</th>' for label, order in first]
+        cells += [
+            f'<th data-order="{"desc" if higher else "asc"}" title="{_direction(higher)}">{_e(name)} '
+            f'<span class="dir">({_direction(higher)})</span></th>'
+            for _, name, higher in cols
+        ]
+        return f"<thead><tr>{''.join(cells)}</tr></thead>"
+
+    def number(v: float) -> str:
+        return f'<td data-value="{v:.6g}">{_fmt(v)}</td>' if not math.isnan(v) else '<td data-value="">–</td>'
+
+    summary = []
+    for i, m in enumerate(methods):
+        meds = []
+        for key, _, _ in cols:
+            vals = table[key][i, done]
+            vals = vals[~torch.isnan(vals)]
+            meds.append(float(vals.median()) if vals.numel() else float("nan"))
+        summary.append(
+            f'<tr><td data-value="{_e(m)}" title="{_e(METHOD_NAMES.get(m, m))}">{_e(m)}</td>'
+            + "".join(number(v) for v in meds)
+            + "</tr>"
+        )
+    per_unit = []
+    for c in done:
+        u = units[c]
+        for i, m in enumerate(methods):
+            per_unit.append(
+                f'<tr><td data-value="{u}"><a href="{_unit_file(u)}">unit {u}</a></td><td data-value="{_e(m)}">'
+                f"{_e(m)}</td>" + "".join(number(float(table[key][i, c])) for key, _, _ in cols) + "</tr>"
+            )
+    return (
+        '<section class="scores"><h2>Explanation scores</h2><p class="note">How far each attribution method can be '
+        f"trusted on this layer: the median over the {len(done)} units scored of each unit's mean over its top "
+        "examples. Deletion and insertion AUC follow the unit's value as the pixels the map ranks first are blacked "
+        "out or put back; faithfulness correlates the map's sum over random pixel subsets with the unit's drop; "
+        "max-sensitivity is the map's change under small noise, relative to its norm; cascading randomization is "
+        "the similarity to the map of a model whose layers are re-initialized (a map that does not change does not "
+        "explain the model). Click a column's header to sort.</p>"
+        + f'<table class="scores sortable" id="scores-summary">{head([("method", "asc")])}<tbody>'
+        + "".join(summary)
+        + "</tbody></table>"
+        + f'<details><summary>Per unit ({len(done)} units)</summary><div class="scroll">'
+        + f'<table class="scores sortable" id="scores-units">{head([("unit", "asc"), ("method", "asc")])}<tbody>'
+        + "".join(per_unit)
+        + "</tbody></table></div></details></section>"
     )
 
 

@@ -95,6 +95,20 @@ table.attr th {
 table.attr td { text-align: center; }
 table.attr img { width: 56px; height: auto; border: 1px solid var(--line); display: block; }
 .scroll { overflow-x: auto; }
+table.attr td.scores { text-align: left; font-size: 11px; color: var(--muted); padding-left: 8px; white-space: nowrap; }
+table.attr td.scores span { display: block; line-height: 1.3; }
+table.attr td.scores b { color: var(--fg); }
+table.scores { border-collapse: collapse; margin: 8px 0 6px; }
+table.scores th, table.scores td { padding: 4px 12px 4px 0; border-bottom: 1px solid var(--line); text-align: right; }
+table.scores th:first-child, table.scores td:first-child { text-align: left; }
+table.scores th { color: var(--muted); font-weight: 600; font-size: 12px; vertical-align: bottom; }
+table.scores th .dir { display: block; font-weight: 400; font-size: 11px; }
+table.sortable th { cursor: pointer; user-select: none; }
+table.sortable th:hover { color: var(--accent); }
+table.sortable th[aria-sort="ascending"]::after { content: " ▲"; }
+table.sortable th[aria-sort="descending"]::after { content: " ▼"; }
+section.scores details { margin-top: 6px; }
+section.scores summary { cursor: pointer; color: var(--accent); font-size: 13px; }
 .templates { display: flex; gap: 14px; flex-wrap: wrap; }
 .templates figure { text-align: center; }
 .templates img { width: 168px; height: auto; border: 1px solid var(--line); display: block; }
@@ -177,5 +191,37 @@ JS = """\
   if (orderSel) orderSel.addEventListener('change', apply);
   if (labelSel) labelSel.addEventListener('change', apply);
   apply();
+})();
+// Tables with class "sortable": a click on a column's header sorts the rows by that column's data-value (numbers
+// when they all are, text otherwise), first in the header's data-order, then the other way; empty values go last.
+(function () {
+  'use strict';
+  function value(row, col) {
+    var cell = row.cells[col];
+    return cell ? (cell.getAttribute('data-value') || '') : '';
+  }
+  Array.prototype.forEach.call(document.querySelectorAll('table.sortable'), function (table) {
+    var body = table.tBodies[0];
+    if (!body || !table.tHead) return;
+    var heads = table.tHead.rows[0].cells;
+    Array.prototype.forEach.call(heads, function (th, col) {
+      th.addEventListener('click', function () {
+        var first = th.getAttribute('data-order') === 'desc' ? 'descending' : 'ascending';
+        var now = th.getAttribute('aria-sort');
+        var dir = now === first ? (first === 'ascending' ? 'descending' : 'ascending') : first;
+        Array.prototype.forEach.call(heads, function (h) { h.removeAttribute('aria-sort'); });
+        th.setAttribute('aria-sort', dir);
+        var rows = Array.prototype.slice.call(body.rows);
+        var numeric = rows.every(function (r) { var v = value(r, col); return v === '' || !isNaN(parseFloat(v)); });
+        var sign = dir === 'ascending' ? 1 : -1;
+        rows.map(function (r, i) { return [r, i]; }).sort(function (a, b) {
+          var x = value(a[0], col), y = value(b[0], col);
+          if (x === '' || y === '') return x === y ? a[1] - b[1] : (x === '' ? 1 : -1);
+          var c = numeric ? parseFloat(x) - parseFloat(y) : (x < y ? -1 : (x > y ? 1 : 0));
+          return c !== 0 ? sign * c : a[1] - b[1];
+        }).forEach(function (pair) { body.appendChild(pair[0]); });
+      });
+    });
+  });
 })();
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -13,7 +13,7 @@ from interp.callbacks.topk import examples_from
 from interp.errors import InterpError
 from interp.optvis.attribution import METHODS
 from interp.report import Reporter
-from interp.steps.attribution import AttributionSummary, attribute_units
+from interp.steps.attribution import AttributionSummary, ScoreSettings, attribute_units
 from interp.steps.common import Units
 
 
@@ -36,6 +36,14 @@ class AttributionCheck(InterpretationCallback):
     and ``same_model_spearman_ig`` (model randomization of all layers at once, Adebayo et al.
     2018: a faithful map changes when the weights do, so a low ``randomization`` value is good),
     these three on the first ``sanity_units`` units (None: every unit).
+
+    ``scores`` (True: the defaults of :class:`~interp.steps.attribution.ScoreSettings`, a mapping: those
+    settings, e.g. ``{noise_samples: 5}``; False: none) scores each method's maps of the first ``score_units``
+    units (16 by default, like ``sanity_units``; None: every unit): deletion and insertion AUC, faithfulness
+    correlation, max-sensitivity, Gini sparseness and cascading randomization (:mod:`interp.steps.attribution`).
+    They go to TensorBoard as a TEXT table ``attribution_scores/<layer>/table`` (method by metric, median over
+    units, each header saying whether lower or higher is better) and scalars
+    ``attribution_scores/<layer>/<metric>/<method>``, into ``attribution.pt`` per unit, and onto the atlas.
     """
 
     result: AttributionSummary | None
@@ -55,6 +63,8 @@ class AttributionCheck(InterpretationCallback):
         sanity_units: int | None = 16,
         batch_size: int = 1024,
         methods: Sequence[str] = ("ig", "saliency"),
+        scores: bool | ScoreSettings | Mapping = True,
+        score_units: int | None = 16,
         *,
         split: str = "train",
         dataset: Dataset | None = None,
@@ -84,6 +94,13 @@ class AttributionCheck(InterpretationCallback):
                 f"unknown attribution method {unknown[0] if unknown else None!r}: use {', '.join(METHODS)}"
             )
         self.methods = tuple(methods)
+        try:
+            self.scores = ScoreSettings.of(scores)
+        except (TypeError, ValueError) as exc:
+            raise InterpError(f"AttributionCheck: {exc}") from None
+        if score_units is not None and int(score_units) < 0:
+            raise InterpError(f"AttributionCheck: score_units must be >= 0 or null (every unit), got {score_units}")
+        self.score_units = None if score_units is None else int(score_units)
 
     def interpret(
         self,
@@ -115,4 +132,6 @@ class AttributionCheck(InterpretationCallback):
             examples=examples,
             methods=self.methods,
             step=step,
+            scores=self.scores or False,
+            score_units=self.score_units,
         )

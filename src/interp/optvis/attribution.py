@@ -190,17 +190,44 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((ra * rb).sum() / denom) if denom > 0 else 0.0
 
 
-def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
+def randomization_seed(seed: int) -> int:
+    """The seed that :func:`randomized_copy` re-initializes with for ``seed``: a fixed 63-bit mix of it, not the
+    caller's ``seed`` itself (a model built right after ``torch.manual_seed(seed)`` and re-initialized from that
+    same seed would get its original weights back)."""
+    return (int(seed) * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % (2**63 - 1) + 1
+
+
+def _own_parameters(module: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters(recurse=False)]
+
+
+def randomized_copy(model: nn.Module, seed: int = 0, attempts: int = 4) -> nn.Module:
     """A copy of ``model`` with the weights of every layer re-initialized at once (the
     "all at once" variant of Adebayo et al.'s model randomization), by each layer's own
-    ``reset_parameters``."""
+    ``reset_parameters``.
+
+    The layers are reset in ``modules()`` order from one stream seeded with :func:`randomization_seed` ``(seed)``,
+    not with ``seed`` itself (which would give back the weights of a model built right after
+    ``torch.manual_seed(seed)``). A layer whose parameters still equal the original ones afterwards is reset again
+    from the next seeds, up to ``attempts`` times: one whose reset is not random (a norm layer at its initial
+    values) stays as it is. The global random stream is left as it was."""
     clone = copy.deepcopy(model)
+    layers = [
+        (m, _own_parameters(m))
+        for m in clone.modules()
+        if m is not clone and callable(getattr(m, "reset_parameters", None))
+    ]
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for module in clone.modules():
-            reset = getattr(module, "reset_parameters", None)
-            if module is not clone and reset is not None:
-                reset()
+        torch.manual_seed(randomization_seed(seed))
+        for module, _ in layers:
+            module.reset_parameters()  # type: ignore[operator]
+        for module, before in layers:
+            for attempt in range(1, attempts + 1):
+                after = list(module.parameters(recurse=False))
+                if not before or any(not torch.equal(a.detach(), b) for a, b in zip(after, before)):
+                    break
+                torch.manual_seed(randomization_seed(seed + attempt * 7919))
+                module.reset_parameters()  # type: ignore[operator]
     return clone
 
 

@@ -1,19 +1,54 @@
-"""Attribution of each unit's top examples, cross-checked against Captum and sanity-checked by
-model randomization (Adebayo et al. 2018)."""
+"""Attribution of each unit's top examples, cross-checked against Captum, sanity-checked by model randomization
+(Adebayo et al. 2018) and scored (:mod:`interp.optvis.scores`).
+
+Scores of each method's maps, on the first ``score_units`` units (each on its top examples, the maps that are
+drawn), with the settings of :class:`ScoreSettings` (seeded: the same numbers every run):
+
+* ``deletion_auc``: the area under the unit's value as the most relevant pixels are set to 0 first (lower is
+  better);
+* ``insertion_auc``: the same as they are put back into a black image (higher is better);
+* ``faithfulness``: the Pearson correlation of the map's sum over random pixel subsets with the drop of the unit
+  when they are set to 0 (higher is better);
+* ``max_sensitivity``: the largest change of the map under small uniform input noise, relative to its norm
+  (lower is better);
+* ``sparseness``: the Gini index of the map's magnitudes (higher: more concentrated);
+* ``randomization``: cascading model-parameter randomization, the Spearman correlation of the map's magnitudes
+  with the map of a model whose layers up to the unit are re-initialized one by one from the top, averaged over the
+  steps (lower is better: the map depends on the weights).
+
+Each is the mean over the unit's inputs. Maps of images with several channels are summed over channels first, as
+they are drawn (a feature is a pixel). ``<run>/interp/attribution/<layer>/attribution.pt`` holds::
+
+    units          [U]                 the units, in the order of every per-unit row below
+    examples       [U, k, C, H, W]     each unit's top examples
+    <method>       [U, k, H, W]        each method's maps (summed over channels)
+    score_methods  list[str]           the methods scored, in the order of the rows of the score tensors
+    scores         {metric: [M, U]}    float64 per method (row) and unit (column); nan for the units not scored
+
+(``score_methods`` and ``scores`` only when the scores were computed.)
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from interp.errors import InterpError
-from interp.optvis.attribution import agreement, neuron_attributions, randomization_check, randomized_copy
+from interp.optvis import scores as sc
+from interp.optvis.attribution import (
+    agreement,
+    neuron_attributions,
+    randomization_check,
+    randomization_seed,
+    randomized_copy,
+)
 from interp.report import Reporter, colour_legend, grid, heatmap_overlay, titled_column, titled_row, topk_images
 from interp.steps.common import Units, example_input, gather_shares, my_share, resolve_units, unit_tag
 from interp.steps.topk import Examples, mine
@@ -34,6 +69,8 @@ class AttributionSummary:
     grad_maxdiff: float
     checked_units: list[int]
     means: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    """``{metric: {method: median over the units scored}}`` (see :data:`SCORES`)."""
 
 
 def _mean(values: list[float]) -> float:
@@ -47,7 +84,182 @@ TITLES = {
     "deeplift": "DeepLift",
     "occlusion": "occlusion",
     "gradcam": "Grad-CAM",
+    # The picture's font has no ε or ♭ (EpsilonPlusFlat: ε for dense layers, z+ for convs, flat for the first).
+    "lrp": "LRP (epsilon-plus-flat, Zennit)",
 }
+
+#: the scores of the maps: ``metric -> (what it is called, whether higher is better)``
+SCORES: dict[str, tuple[str, bool]] = {
+    "deletion_auc": ("deletion AUC", False),
+    "insertion_auc": ("insertion AUC", True),
+    "faithfulness": ("faithfulness correlation", True),
+    "max_sensitivity": ("relative max-sensitivity", False),
+    "sparseness": ("Gini sparseness", True),
+    "randomization": ("cascading randomization Spearman", False),
+}
+
+
+def score_header(metric: str) -> str:
+    """``deletion AUC (lower is better)``: the name of a metric of :data:`SCORES` with its direction."""
+    name, higher = SCORES[metric]
+    return f"{name} ({'higher' if higher else 'lower'} is better)"
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """How the maps are scored. Their cost: the defaults add 0.9-2.7 s to the attribution step of ``make train``
+    (16 units of ``dense_1``, ig and saliency; ``benchmarks/explanation_scores.py``).
+
+    Attributes:
+        inputs: the first ``inputs`` top examples of each unit are scored (None: all ``k``).
+        steps: deletion and insertion replace ``ceil(features / steps)`` features per step.
+        runs: random feature subsets of the faithfulness correlation, each a tenth of the features.
+        noise_samples: noise draws of the max-sensitivity, uniform in ``[-radius, radius]``.
+        radius: the max-sensitivity's noise bound.
+        seed: the seed of the subsets, the noise and the re-initializations.
+    """
+
+    inputs: int | None = None
+    steps: int = 16
+    runs: int = 16
+    noise_samples: int = 3
+    radius: float = 0.02
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        low = {"steps": 1, "runs": 2, "noise_samples": 1, "inputs": 1}
+        for name, least in low.items():
+            value = getattr(self, name)
+            if not (value is None and name == "inputs") and (
+                isinstance(value, bool) or not isinstance(value, int) or value < least
+            ):
+                raise ValueError(f"score setting {name} must be an integer >= {least}, got {value!r}")
+        if not (isinstance(self.radius, (int, float)) and math.isfinite(self.radius) and self.radius >= 0):
+            raise ValueError(f"score setting radius must be a finite number >= 0, got {self.radius!r}")
+
+    @classmethod
+    def of(cls, value: bool | ScoreSettings | Mapping | None) -> ScoreSettings | None:
+        """``True``: the defaults, ``False``/``None``: no scores, a mapping: these settings."""
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        if isinstance(value, ScoreSettings):
+            return value
+        if isinstance(value, Mapping):
+            known = {f.name for f in fields(cls)}
+            unknown = sorted(str(k) for k in value if k not in known)
+            if unknown:
+                raise ValueError(f"unknown score setting {unknown[0]!r}: use {', '.join(sorted(known))}")
+            return cls(**{str(k): v for k, v in value.items()})
+        raise ValueError(f"scores must be true, false or a mapping of score settings, got {value!r}")
+
+
+def _pixels(maps: torch.Tensor) -> torch.Tensor:
+    """Maps of images ``[N, C, H, W]`` summed over channels (``[N, 1, H, W]``, as drawn); others as they are."""
+    return maps.sum(1, keepdim=True) if maps.dim() == 4 else maps
+
+
+def score_unit(
+    model: nn.Module,
+    layer: str,
+    unit: int,
+    inputs: torch.Tensor,
+    maps: dict[str, torch.Tensor],
+    settings: ScoreSettings,
+    options: Mapping[str, Mapping] | None = None,
+    layers: Sequence[str] | None = None,
+) -> dict[str, list[float]]:
+    """The scores of each method's ``maps`` (``[N, ...]`` like ``inputs``) of one unit: ``{metric: [one value per
+    method, in the order of maps]}``, each the mean over the inputs (nan entries left out). The methods share
+    one call of deletion, insertion and faithfulness (the same perturbations); max-sensitivity and randomization
+    explain the unit again with each method and its ``options``. ``layers``: the layers the cascading
+    randomization re-initializes (:func:`interp.optvis.scores.randomizable_layers`; found when None)."""
+    methods = list(maps)
+    x = inputs[: settings.inputs] if settings.inputs else inputs
+    n = x.shape[0]
+    stacked = torch.stack([_pixels(maps[m][:n]).float() for m in methods])  # [M, N, ...]
+    n_features = int(stacked[0, 0].numel())
+    per_step = max(1, math.ceil(n_features / settings.steps))
+    units = [unit] * len(methods)
+    out: dict[str, list[float]] = {}
+    out["deletion_auc"] = _means(sc.deletion(model, layer, units, x, stacked, features_per_step=per_step).auc)
+    out["insertion_auc"] = _means(sc.insertion(model, layer, units, x, stacked, features_per_step=per_step).auc)
+    faith = sc.faithfulness_correlation(model, layer, units, x, stacked, n_runs=settings.runs, seed=settings.seed)
+    out["faithfulness"] = _means(faith.correlation)
+    out["sparseness"] = _means(sc.sparseness(stacked).gini)
+    order = list(layers) if layers is not None else sc.randomizable_layers(model, layer, x)
+    sensitivity, randomization = [], []
+    for k, method in enumerate(methods):
+        explain = _explainer(layer, method, dict((options or {}).get(method, {})))
+        sens = sc.max_sensitivity(
+            model,
+            [unit],
+            x,
+            explain,
+            maps=stacked[k : k + 1],
+            radius=settings.radius,
+            n_samples=settings.noise_samples,
+            seed=settings.seed,
+        )
+        sensitivity.append(_means(sens.relative)[0])
+        mprt = sc.model_parameter_randomization(
+            model,
+            layer,
+            [unit],
+            x,
+            explain,
+            maps=stacked[k : k + 1],
+            seed=randomization_seed(settings.seed),
+            layers=order,
+        )
+        randomization.append(_means(mprt.similarity.flatten(1))[0])
+    out["max_sensitivity"] = sensitivity
+    out["randomization"] = randomization
+    return {metric: out[metric] for metric in SCORES}
+
+
+def _explainer(layer: str, method: str, options: dict) -> sc.Explain:
+    def explain(model: nn.Module, inputs: torch.Tensor, unit: int) -> torch.Tensor:
+        return _pixels(neuron_attributions(model, layer, unit, inputs, method=method, **options).maps)
+
+    return explain
+
+
+def _means(values: torch.Tensor) -> list[float]:
+    """The mean of each row of ``[R, ...]`` over its finite entries (nan when none is)."""
+    flat = values.detach().double().reshape(values.shape[0], -1)
+    ok = torch.isfinite(flat)
+    total = torch.where(ok, flat, torch.zeros_like(flat)).sum(1)
+    count = ok.sum(1)
+    return [float(t / c) if c else float("nan") for t, c in zip(total.tolist(), count.tolist())]
+
+
+def _median(values: torch.Tensor) -> float:
+    finite = values[torch.isfinite(values)]
+    return float(finite.median()) if finite.numel() else float("nan")
+
+
+def _number(v: float) -> str:
+    return "–" if math.isnan(v) else f"{v:.3g}"
+
+
+def scores_table(layer: str, methods: Sequence[str], scores: dict[str, torch.Tensor], n_units: int, k: int) -> str:
+    """The markdown table of a layer's scores: one row per method, one column per metric, the median over the
+    units scored."""
+    head = "| method | " + " | ".join(score_header(m) for m in SCORES) + " |"
+    rule = "|---|" + "---:|" * len(SCORES)
+    rows = [
+        f"| {TITLES.get(method, method)} | "
+        + " | ".join(_number(_median(scores[metric][i])) for metric in SCORES)
+        + " |"
+        for i, method in enumerate(methods)
+    ]
+    note = (
+        f"Explanation scores of **{layer}**: the median over {n_units} units of each unit's mean over its top "
+        f"{k} examples (interp.optvis.scores)."
+    )
+    return "\n".join([note, "", head, rule, *rows])
 
 
 def attribution_picture(images: torch.Tensor, maps: dict[str, torch.Tensor], title: str) -> torch.Tensor:
@@ -82,6 +294,8 @@ def attribute_units(
     examples: Examples | None = None,
     methods: Sequence[str] = ("ig", "saliency"),
     step: int = 0,
+    scores: bool | ScoreSettings | Mapping = True,
+    score_units: int | None = 16,
 ) -> AttributionSummary:
     """Cross-check our layer capture against Captum on ``n_check`` inputs (activations of every
     unit; input gradients of the first ``check_units`` units, None: all), then log per unit the
@@ -92,7 +306,13 @@ def attribute_units(
     first ``sanity_units`` units, None: all; it is a statistic of the layer, and costs two more
     attributions per unit and method). A
     mismatch above ``tolerance`` raises :class:`AttributionMismatchError` (``on_mismatch="raise"``)
-    or logs a warning (``"warn"``)."""
+    or logs a warning (``"warn"``).
+
+    ``scores`` (True: :class:`ScoreSettings` defaults; a mapping: those settings; False: none) scores every
+    method's maps of the first ``score_units`` units (None: all; see the module's docstring): a markdown table
+    ``attribution_scores/<layer>/table`` (TensorBoard's TEXT tab; method by metric, median over the units), scalars
+    ``attribution_scores/<layer>/<metric>/<method>`` (the same medians, when finite), each scored unit's values in the
+    description of its picture, and per unit in ``attribution.pt``."""
     if on_mismatch not in ("raise", "warn"):
         raise ValueError(f"on_mismatch must be 'raise' or 'warn', got {on_mismatch!r}")
     unit_list = resolve_units(model, layer, units, example_input(dataset))
@@ -116,13 +336,19 @@ def attribute_units(
     metrics: dict[str, list[float]] = defaultdict(list)
     randomized = randomized_copy(model) if sanity_check else None  # one copy for every unit
     sane = set(unit_list if sanity_units is None else unit_list[:sanity_units])
+    settings = ScoreSettings.of(scores)
+    scored = set(unit_list if score_units is None else unit_list[:score_units]) if settings is not None else set()
+    cascade = sc.randomizable_layers(model, layer, example_input(dataset)) if scored else None
+    per_method = {
+        m: {"n_steps": ig_steps, "internal_batch_size": internal_batch_size} if m == "ig" else {} for m in methods
+    }
     records = []  # this rank's share of the units; rank zero writes everyone's
     for unit in my_share(unit_list):
         images = topk_images(examples.top, examples.dataset, examples.row(unit))[:k]
         values: dict[str, float] = {}
         maps: dict[str, torch.Tensor] = {}
         for method in methods:
-            options = {"n_steps": ig_steps, "internal_batch_size": internal_batch_size} if method == "ig" else {}
+            options = per_method[method]
             result = neuron_attributions(model, layer, unit, images, method=method, **options)
             maps[method] = result.maps
             if result.completeness is not None:
@@ -133,33 +359,69 @@ def attribute_units(
                 )
                 values[f"randomization_spearman_{SHORT.get(method, method)}"] = sanity.randomized
                 values[f"same_model_spearman_{SHORT.get(method, method)}"] = sanity.same_model
+        unit_scores = None
+        if settings is not None and unit in scored:
+            try:
+                unit_scores = score_unit(model, layer, unit, images, maps, settings, per_method, cascade)
+            except (RuntimeError, ValueError) as exc:  # the maps and pictures stand without their scores
+                log.warning("%s unit %d: the explanation scores failed (%s: %s)", layer, unit, type(exc).__name__, exc)
         picture = attribution_picture(images, maps, title=f"{layer} unit {unit}")
-        records.append((unit, picture, values, images, {m: t.sum(1) for m, t in maps.items()}))
+        records.append((unit, picture, values, images, {m: t.sum(1) for m, t in maps.items()}, unit_scores))
     saved: dict[str, list[torch.Tensor]] = defaultdict(list)
-    for unit, picture, values, images, unit_maps in (r for part in gather_shares(records) for r in part):
+    score_tensors = {
+        metric: torch.full((len(methods), len(unit_list)), float("nan"), dtype=torch.float64) for metric in SCORES
+    }
+    column = {u: i for i, u in enumerate(unit_list)}
+    for unit, picture, values, images, unit_maps, unit_scores in (r for part in gather_shares(records) for r in part):
         tag = unit_tag("attribution", layer, unit)
-        reporter.image(
-            tag,
-            picture,
-            step,
-            description=f"{layer} unit {unit}: its top examples and their attribution maps "
-            f"({', '.join(methods)}); red raises the unit, blue lowers it, on the scale of the colour bar.",
+        description = (
+            f"{layer} unit {unit}: its top examples and their attribution maps "
+            f"({', '.join(methods)}); red raises the unit, blue lowers it, on the scale of the colour bar."
         )
+        if unit_scores is not None:
+            for metric, per in unit_scores.items():
+                score_tensors[metric][:, column[unit]] = torch.tensor(per, dtype=torch.float64)
+            description += "\n\n" + _unit_scores_markdown(methods, unit_scores)
+        reporter.image(tag, picture, step, description=description)
         for name, value in values.items():
             metrics[name].append(value)
         saved["examples"].append(images)
         for method, unit_map in unit_maps.items():
             saved[method].append(unit_map)
     summary.means = {name: _mean(v) for name, v in metrics.items()}
+    if scored:
+        summary.scores = {
+            metric: {m: _median(score_tensors[metric][i]) for i, m in enumerate(methods)} for metric in SCORES
+        }
+        assert settings is not None
+        n_inputs = min(k, settings.inputs or k)
+        table = scores_table(layer, methods, score_tensors, len(scored), n_inputs)
+        reporter.text(f"attribution_scores/{layer}/table", table, step)
+        for metric, per_method_median in summary.scores.items():
+            for method, median in per_method_median.items():
+                if math.isfinite(median):  # nan: no unit had the score (e.g. a constant map has no correlation)
+                    reporter.scalar(f"attribution_scores/{layer}/{metric}/{method}", median, step)
     if all(len(v) == len(unit_list) and len({tuple(t.shape) for t in v}) == 1 for v in saved.values()):
-        reporter.save(
-            f"attribution/{layer}/attribution.pt",
-            {"units": torch.tensor(unit_list), **{name: torch.stack(v) for name, v in saved.items()}},
-        )
+        payload: dict[str, object] = {"units": torch.tensor(unit_list), **{n: torch.stack(v) for n, v in saved.items()}}
+        if scored:
+            payload["score_methods"] = list(methods)
+            payload["scores"] = score_tensors
+        reporter.save(f"attribution/{layer}/attribution.pt", payload)
     for name, per_unit in metrics.items():
         reporter.histogram(f"attribution/{layer}/{name}", torch.tensor(per_unit), step)
     for name, mean in summary.means.items():
         if not name.startswith("same_model"):
             reporter.scalar(f"attribution/{layer}/mean_{name}", mean, step)
     log.info("%s: Captum check and attribution means %s", layer, {k: round(v, 8) for k, v in summary.means.items()})
+    if summary.scores:
+        log.info("%s: explanation scores (median over units) %s", layer, summary.scores)
     return summary
+
+
+def _unit_scores_markdown(methods: Sequence[str], unit_scores: dict[str, list[float]]) -> str:
+    """One line per method: its scores for this unit."""
+    return "\n".join(
+        f"- {TITLES.get(m, m)}: "
+        + ", ".join(f"{SCORES[metric][0]} {_number(unit_scores[metric][i])}" for metric in SCORES)
+        for i, m in enumerate(methods)
+    )
