@@ -471,3 +471,34 @@ def test_budget_512_units_with_mnist(tmp_path, mnist_root):
     )
     assert seconds <= 30
     assert apparent <= 50e6
+
+
+def test_thumbnails_default_to_the_most_legible_view():
+    from interp.atlas.build import thumbnail_views
+
+    assert thumbnail_views(["plain", "prior"]) == ["prior", "plain"]
+    assert thumbnail_views(["plain", "prototype", "prior"]) == ["prototype", "prior", "plain"]
+    assert thumbnail_views(["plain", "custom"]) == ["plain", "custom"]
+
+
+@pytest.mark.slow
+def test_browser_layer_thumbnails_show_the_legible_view_and_switch(atlas, browser):
+    """The dense layer has plain and prior views: the grid shows prior first (the legible one), and
+    the Thumbnails switch shows plain instead; the unit pages keep every view."""
+    browser.open(atlas.parent / "dense_1" / "index.html")
+    visible = (
+        "Array.from(document.querySelectorAll('#unit-grid .card img'))"
+        ".filter(i => i.offsetParent !== null).map(i => i.dataset.view)"
+    )
+    assert set(browser.evaluate(visible)) == {"prior"} and len(browser.evaluate(visible)) == 12
+    assert browser.evaluate("document.getElementById('thumb-view').value") == "prior"
+    browser.evaluate(
+        "const t = document.getElementById('thumb-view'); t.value = 'plain'; t.dispatchEvent(new Event('change'))"
+    )
+    assert set(browser.evaluate(visible)) == {"plain"}
+    loaded = "Array.from(document.querySelectorAll('#unit-grid .card img')).every(i => i.naturalWidth > 0)"
+    assert browser.evaluate(loaded)
+    assert "the prior view (the most legible" in browser.evaluate("document.querySelector('.lead').textContent")
+    page = (atlas.parent / "dense_1" / "unit_0003.html").read_text()
+    assert "img/plain/" in page and "img/prior/" in page
+    assert browser.console_errors() == []

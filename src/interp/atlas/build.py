@@ -775,11 +775,35 @@ def _img_cls(h: int, w: int) -> str:
     return ' class="px"' if min(h, w) < _SMALL else ""
 
 
+#: Feature visualization views from the most to the least legible (what a person reads, measured by
+#: ``benchmarks/legibility.py`` and ``benchmarks/conv_legibility.py``): the layer grid shows the first one
+#: the run has, with a switch to the others; views not named here come after, in the run's order.
+LEGIBLE_ORDER = ("prototype", "prior", "accentuation", "maco", "plain")
+
+
+def thumbnail_views(views: Sequence[str]) -> list[str]:
+    """``views`` ordered for the layer grid: the most legible first (:data:`LEGIBLE_ORDER`).
+
+    >>> thumbnail_views(["plain", "prior"])
+    ['prior', 'plain']
+    """
+    rank = {v: i for i, v in enumerate(LEGIBLE_ORDER)}
+    return sorted(views, key=lambda v: (rank.get(v, len(rank)), list(views).index(v)))
+
+
+def _view_thumb(L: _Layer, u: int, view: str) -> tuple[str, tuple[int, int]] | None:
+    """(path relative to the layer folder, (H, W)) of the unit's picture in ``view``, if it has one."""
+    if view not in L.views or L.row("featvis", u) is None:
+        return None
+    img = L.steps["featvis"][view]
+    return f"img/{_key(view)}/unit_{u:04d}.png", (int(img.shape[-2]), int(img.shape[-1]))
+
+
 def _thumb(L: _Layer, u: int, b: _Builder) -> tuple[str, tuple[int, int]] | None:
-    """(path relative to the layer folder, (H, W)) of the unit's thumbnail, if it has one."""
+    """(path relative to the layer folder, (H, W)) of the unit's thumbnail, if it has one: the most
+    legible view, else the unit's top example."""
     if L.views and L.row("featvis", u) is not None:
-        img = L.steps["featvis"][L.views[0]]
-        return f"img/{_key(L.views[0])}/unit_{u:04d}.png", (int(img.shape[-2]), int(img.shape[-1]))
+        return _view_thumb(L, u, thumbnail_views(L.views)[0])
     r = L.row("topk", u)
     if r is not None and b.dataset is not None:
         idx = int(L.steps["topk"]["indices"][r, 0])
@@ -821,25 +845,36 @@ def _write_layer(b: _Builder, L: _Layer, layers: list[_Layer], bar) -> None:
 def _card(b: _Builder, L: _Layer, u: int, stats: dict, lab, n: int, k: int, cols) -> str:
     data = " ".join(f'data-{key}="{stats[key]:.6g}"' for key, _, _ in cols if key in stats)
     label_attr = f' data-label="{lab}"' if lab is not None else ""
-    th = _thumb(L, u, b)
-    if th is not None:
-        img = f'<img src="{_e(th[0])}" alt="unit {u}"{_img_cls(*th[1])}>'
-    else:
-        img = '<div class="noimg">no image</div>'
     meta = []
-    if L.views:
-        v = L.views[0]
-        a = stats.get(f"act-{_key(v)}")
-        ratio = stats.get(f"ratio-{_key(v)}")
-        if a is not None:
-            meta.append(f"act {_fmt(a)}" + (f" · ×{ratio:.2f}" if ratio is not None else ""))
+    shown = thumbnail_views(L.views)
+    pictures = [(v, _view_thumb(L, u, v)) for v in shown]
+    if any(th is not None for _, th in pictures):
+        img = ""
+        for i, (v, th) in enumerate(pictures):
+            hidden = "" if i == 0 else " hidden"
+            if th is None:
+                img += f'<div class="noimg" data-view="{_e(v)}"{hidden}>no image</div>'
+            else:
+                alt = f"unit {u}, {_e(v)} view"
+                img += f'<img src="{_e(th[0])}" alt="{alt}" data-view="{_e(v)}"{hidden}{_img_cls(*th[1])}>'
+            a = stats.get(f"act-{_key(v)}")
+            ratio = stats.get(f"ratio-{_key(v)}")
+            if a is not None:
+                line = f"{_e(v)}: act {_fmt(a)}" + (f" · ×{ratio:.2f}" if ratio is not None else "")
+                meta.append(f'<span data-view="{_e(v)}"{hidden}>{line}</span>')
+    else:
+        th = _thumb(L, u, b)
+        if th is not None:
+            img = f'<img src="{_e(th[0])}" alt="unit {u}"{_img_cls(*th[1])}>'
+        else:
+            img = '<div class="noimg">no image</div>'
     if "dmax" in stats:
-        meta.append(f"data max {_fmt(stats['dmax'])}")
+        meta.append(f"<span>data max {_fmt(stats['dmax'])}</span>")
     if lab is not None:
-        meta.append(f"label {_e(b.label_name(lab))} ({n}/{k})")
+        meta.append(f'<span class="lab">label {_e(b.label_name(lab))} ({n}/{k})</span>')
     return (
         f'<a class="card" href="{_unit_file(u)}" data-unit="{u}" {data}{label_attr}>{img}'
-        f'<div class="title">unit {u}</div><div class="meta">{"<br>".join(meta)}</div></a>'
+        f'<div class="title">unit {u}</div><div class="meta">{"".join(meta)}</div></a>'
     )
 
 
@@ -856,10 +891,16 @@ def _layer_page(b: _Builder, L: _Layer, cards: list[str], cols, label_set: set[i
             f'<label>Top-k majority label <select id="filter-label"><option value="">any</option>'
             f"{lab_opts}</select></label>"
         )
+    views = thumbnail_views(L.views)
+    if len(views) > 1:
+        view_opts = "".join(f'<option value="{_e(v)}">{_e(v)}</option>' for v in views)
+        controls += f'<label>Thumbnails <select id="thumb-view">{view_opts}</select></label>'
     controls += f'<span class="count" id="shown-count">{len(cards)} units</span>'
     what = (
-        f"thumbnails: feature visualization ({_e(L.views[0])})"
-        if L.views
+        f"thumbnails: feature visualization, the {_e(views[0])} view (the most legible this run has"
+        + ("; switch with Thumbnails" if len(views) > 1 else "")
+        + ")"
+        if views
         else "thumbnails: the top example of each unit"
     )
     return (

@@ -75,6 +75,8 @@ figure.view figcaption .val { color: var(--muted); }
 }
 .card .title { font-weight: 600; margin-top: 4px; font-size: 13px; }
 .card .meta { color: var(--muted); font-size: 11px; line-height: 1.3; }
+.card .meta span { display: block; }
+.card [hidden] { display: none !important; }
 .controls {
   display: flex; gap: 16px; align-items: center; flex-wrap: wrap; padding: 8px 12px;
   background: var(--panel); border: 1px solid var(--line); border-radius: 8px;
@@ -187,6 +189,14 @@ JS = """\
     var opt = sortSel.options[sortSel.selectedIndex];
     if (orderSel && opt && opt.getAttribute('data-order')) orderSel.value = opt.getAttribute('data-order');
     apply();
+  });
+  var viewSel = document.getElementById('thumb-view');
+  if (viewSel) viewSel.addEventListener('change', function () {
+    cards.forEach(function (card) {
+      Array.prototype.forEach.call(card.querySelectorAll('[data-view]'), function (el) {
+        el.hidden = el.getAttribute('data-view') !== viewSel.value;
+      });
+    });
   });
   if (orderSel) orderSel.addEventListener('change', apply);
   if (labelSel) labelSel.addEventListener('change', apply);
