@@ -20,6 +20,7 @@ from interp.errors import InterpError
 from interp.launch import run_on_processes
 from interp.report import Reporter
 from interp.steps.common import check_layer
+from interp.store import ResultStore
 from interp.subject import RANDOM_NOTE, load_subject
 
 
@@ -120,8 +121,9 @@ def _apply_all(model: torch.nn.Module, data: Any, callbacks: list[Any], run_dir:
         reporter = Reporter(run_dir, writer=logger.experiment, loggers=[logger])
     else:
         reporter = Reporter(run_dir, enabled=False)
+    store = ResultStore()  # what one callback computed, the others reuse, in any order
     for cb in callbacks:
-        cb.apply(model, data, reporter, others=callbacks, progress=rank == 0)
+        cb.apply(model, data, reporter, others=callbacks, progress=rank == 0, store=store)
         if rank == 0:
             print(f"  {type(cb).__name__}: {cb.seconds:.1f} s")
     if rank == 0:

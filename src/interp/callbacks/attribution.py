@@ -9,12 +9,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from interp.callbacks.base import InterpretationCallback
-from interp.callbacks.topk import examples_from
 from interp.errors import InterpError
 from interp.optvis.attribution import METHODS
 from interp.report import Reporter
 from interp.steps.attribution import AttributionSummary, ScoreSettings, attribute_units
-from interp.steps.common import Units
+from interp.steps.common import Units, example_input, resolve_units
+from interp.steps.topk import TopKSettings, examples_for
 
 
 class AttributionCheck(InterpretationCallback):
@@ -112,7 +112,9 @@ class AttributionCheck(InterpretationCallback):
         progress: bool,
     ) -> AttributionSummary:
         assert dataset is not None
-        examples = examples_from(others, self.layer, self.k, dataset)
+        units = resolve_units(model, self.layer, self.units, example_input(dataset))
+        settings = TopKSettings(k=self.k, spatial="max", batch_size=self.batch_size)
+        examples = examples_for(self.store, (model, step, self.layer), dataset, units, settings)
         return attribute_units(
             model,
             dataset,

@@ -22,6 +22,7 @@ from typing_extensions import override
 from interp.errors import InterpError
 from interp.report import Reporter
 from interp.steps.common import Units, check_layer, example_input, model_example, resolve_units
+from interp.store import ResultStore, store_of
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class InterpretationCallback(Callback):
         self.progress = progress
         self.result: Any = None
         self.seconds: float | None = None  # wall time of the last run
+        self.store = ResultStore()  # the run's results; apply() sets the shared one
 
     # Lightning hooks ---------------------------------------------------------------------------
     @override
@@ -190,6 +192,7 @@ class InterpretationCallback(Callback):
                 step=trainer.global_step,
                 others=trainer.callbacks,
                 progress=self.progress and trainer.is_global_zero and trainer.progress_bar_callback is not None,
+                store=store_of(trainer),
             )
         except Exception as exc:
             if self.on_error == "raise":
@@ -207,11 +210,15 @@ class InterpretationCallback(Callback):
         step: int = 0,
         others: Sequence[Any] = (),
         progress: bool | None = None,
+        store: ResultStore | None = None,
     ) -> Any:
         """Run the step on ``model`` without a trainer. ``data``: a Dataset or a datamodule (its
         ``split`` set is read); ``reporter``: where pictures go (None: nowhere, only ``result``);
-        ``others``: callbacks whose results this one may reuse. The model runs in eval mode with
-        gradients on; its mode is restored after."""
+        ``others``: callbacks given explicitly whose results this one may reuse; ``store``: the
+        run's results (:class:`~interp.store.ResultStore`, shared by the callbacks of one run: what
+        one computed, another reuses, in either order; None: a store of its own). The model runs in
+        eval mode with gradients on; its mode is restored after."""
+        self.store = store if store is not None else ResultStore()
         dataset = self.dataset if self.dataset is not None else dataset_of(data, self.split)
         if self.needs_data and dataset is None:
             raise ValueError(f"{type(self).__name__} needs data: give it a dataset or a datamodule")

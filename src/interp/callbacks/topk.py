@@ -10,8 +10,8 @@ from torch.utils.data import Dataset
 from interp.callbacks.base import CallbackArgumentError, InterpretationCallback, find_callback
 from interp.optvis.topk import SPATIAL_REDUCTIONS
 from interp.report import Reporter
-from interp.steps.common import Units
-from interp.steps.topk import Examples, topk_examples
+from interp.steps.common import Units, example_input, resolve_units
+from interp.steps.topk import Examples, TopKSettings, examples_for, log_examples
 
 
 class TopKExamples(InterpretationCallback):
@@ -80,19 +80,11 @@ class TopKExamples(InterpretationCallback):
         progress: bool,
     ) -> Examples:
         assert dataset is not None
-        return topk_examples(
-            model,
-            dataset,
-            reporter,
-            layer=self.layer,
-            units=self.units,
-            k=self.k,
-            batch_size=self.batch_size,
-            spatial=self.spatial,
-            bottom=self.bottom,
-            step=step,
-            progress=progress,
-        )
+        units = resolve_units(model, self.layer, self.units, example_input(dataset))
+        settings = TopKSettings(self.k, self.spatial, self.bottom, self.batch_size)
+        examples = examples_for(self.store, (model, step, self.layer), dataset, units, settings, progress)
+        log_examples(model, examples, reporter, self.layer, units, step, self.k)
+        return examples
 
 
 def examples_from(others: list[Any], layer: str, k: int = 1, dataset: Dataset | None = None) -> Examples | None:

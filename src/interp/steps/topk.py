@@ -15,6 +15,7 @@ from interp.optvis.receptive import ReceptiveField, box_for, crop_field, recepti
 from interp.optvis.topk import TopK, all_gather_topk, mine_topk, shard_range
 from interp.report import Reporter, draw_boxes, grid, inputs_at, titled_row
 from interp.steps.common import Units, distributed, example_input, resolve_units, sequential_loader
+from interp.store import ResultStore
 
 #: The most examples one unit's picture shows (an 8 x 8 grid). ``k`` is not capped: the saved
 #: ``topk.pt``, the atlas and :class:`Examples` keep all ``k``; only the pictures logged (TensorBoard,
@@ -49,6 +50,11 @@ class Examples:
         joined = _joined(self.top, top)
         assert joined is not None
         return Examples(joined, _joined(self.bottom, bottom), self.dataset, self.spatial)
+
+    def bottom_row(self, unit: int) -> int:
+        """The row of ``unit`` in the bottom-k."""
+        assert self.bottom is not None
+        return {u: r for r, u in enumerate(self.bottom.units.tolist())}[unit]
 
     def covers(self, units: list[int], k: int = 1) -> bool:
         """Whether this result holds at least ``k`` examples for each of ``units``."""
@@ -252,11 +258,131 @@ def topk_examples(
 
     ``k`` larger than the data set keeps every example (``k`` becomes the data set's size), with
     one warning. Each picture shows the best :data:`PICTURE_LIMIT` (64) examples at most; the
-    saved file and the result keep all ``k``."""
+    saved file and the result keep all ``k``.
+
+    Args:
+        model: the network.
+        dataset: the data to mine (map-style, fixed order).
+        reporter: where pictures and ``topk.pt`` go.
+        layer: the layer name; units: its units (None: all).
+        k: examples per unit; batch_size: inference batch size.
+        spatial: how conv positions are reduced (``max`` or ``mean``).
+        bottom: also the most negative examples.
+        step: the global step the pictures are logged at; progress: show a progress bar.
+
+    Returns:
+        The :class:`Examples` mined.
+    """
     unit_list = resolve_units(model, layer, units, example_input(dataset))
+    examples = mine_examples(model, dataset, layer, unit_list, k, spatial, bottom, batch_size, progress)
+    log_examples(model, examples, reporter, layer, unit_list, step, k)
+    return examples
+
+
+def mine_examples(
+    model: nn.Module,
+    dataset: Dataset,
+    layer: str,
+    units: list[int],
+    k: int,
+    spatial: str = "max",
+    bottom: bool = False,
+    batch_size: int = 1024,
+    progress: bool = False,
+) -> Examples:
+    """The top-k (and with ``bottom`` the bottom-k) examples of ``units`` of ``layer`` in ``dataset``;
+    ``k`` is clipped to the data set's size with one warning.
+
+    Returns:
+        The :class:`Examples` (under torch.distributed every rank gets the global result).
+    """
     k = clip_k(k, len(dataset), f"top-k of {layer}")  # type: ignore[arg-type]
-    top = mine(model, layer, unit_list, k, dataset, batch_size, largest=True, spatial=spatial, progress=progress)
-    low = mine(model, layer, unit_list, k, dataset, batch_size, largest=False, spatial=spatial) if bottom else None
+    top = mine(model, layer, units, k, dataset, batch_size, largest=True, spatial=spatial, progress=progress)
+    low = mine(model, layer, units, k, dataset, batch_size, largest=False, spatial=spatial) if bottom else None
+    return Examples(top, low, dataset, spatial)
+
+
+@dataclass(frozen=True)
+class TopKSettings:
+    """What decides a top-k: examples per unit, reduction over conv positions, whether the bottom-k
+    is kept too, and the inference batch size.
+
+    Args:
+        k: examples per unit (>= 1).
+        spatial: ``max`` or ``mean`` over the positions of a conv channel.
+        bottom: keep the most negative examples too.
+        batch_size: inference batch size of the mining (does not change the result).
+    """
+
+    k: int = 16
+    spatial: str = "max"
+    bottom: bool = False
+    batch_size: int = 1024
+
+
+def examples_for(
+    store: ResultStore,
+    key: tuple[nn.Module, int, str],
+    dataset: Dataset,
+    units: list[int],
+    settings: TopKSettings,
+    progress: bool = False,
+) -> Examples:
+    """Top-k examples of ``units`` from the run's store, computing only what is missing.
+
+    The store holds at most one result per (model, step, layer, data set, reduction): when it holds
+    one with at least ``k`` examples (and the bottom-k when asked for), its rows are reused and the
+    units it lacks are mined and joined; otherwise everything is mined. The union is filed back, so
+    the next step that needs examples of this layer finds them, whichever step ran first.
+
+    Args:
+        store: the run's :class:`~interp.store.ResultStore`.
+        key: ``(model, step, layer)``.
+        dataset: the data to mine.
+        units: the units needed.
+        settings: examples per unit, reduction, bottom-k, batch size.
+        progress: show a progress bar while mining.
+
+    Returns:
+        :class:`Examples` covering ``units`` (and possibly more), with at least
+        ``min(settings.k, len(dataset))`` examples each.
+    """
+    model, step, layer = key
+    filed_as = (id(dataset), settings.spatial)
+    found: Examples | None = store.get(model, step, layer, "topk", filed_as)
+    want_k = min(settings.k, len(dataset))  # type: ignore[arg-type]
+    usable = found is not None and found.top.k >= want_k and (found.bottom is not None or not settings.bottom)
+    if found is not None and usable:
+        examples = found.extended(model, layer, units)
+    else:
+        known = [] if found is None else found.top.units.tolist()
+        wanted = list(dict.fromkeys([*known, *units]))
+        k = max(settings.k, found.top.k if found is not None else 0)
+        examples = mine_examples(
+            model, dataset, layer, wanted, k, settings.spatial, settings.bottom, settings.batch_size, progress
+        )
+    if examples is not found:
+        store.put(model, step, layer, "topk", filed_as, examples)
+    return examples
+
+
+def log_examples(
+    model: nn.Module,
+    examples: Examples,
+    reporter: Reporter,
+    layer: str,
+    units: list[int],
+    step: int,
+    k: int | None = None,
+) -> None:
+    """Log the pictures of ``units`` (rows of ``examples``, their first ``k`` examples; None: all)
+    and save ``topk.pt`` (see :func:`topk_examples`)."""
+    dataset, spatial = examples.dataset, examples.spatial
+    rows = [examples.row(u) for u in units]
+    top = _rows_of(examples.top, rows, k)
+    low = None
+    if examples.bottom is not None:
+        low = _rows_of(examples.bottom, [examples.bottom_row(u) for u in units], k)
     field = cheap_receptive_field(model, layer) if top.positions is not None else None
     for prefix, result in ((f"topk/{layer}", top), (f"topk/{layer}/bottom", low)):
         if result is None:
@@ -293,6 +419,19 @@ def topk_examples(
     if low is not None:
         saved["bottom_values"], saved["bottom_indices"] = low.values, low.indices
     if reporter.enabled:  # the atlas draws these; only rank zero writes them
-        saved["hist"], saved["hist_edges"] = activation_histograms(model, layer, unit_list, dataset, spatial)
+        saved["hist"], saved["hist_edges"] = activation_histograms(model, layer, units, dataset, spatial)
     reporter.save(f"topk/{layer}/topk.pt", saved)
-    return Examples(top, low, dataset, spatial)
+
+
+def _rows_of(t: TopK, rows: list[int], k: int | None = None) -> TopK:
+    """The rows ``rows`` of ``t`` (in that order), their first ``k`` examples (None: all)."""
+    index = torch.tensor(rows, dtype=torch.long)
+    return TopK(
+        t.values[index, :k],
+        t.indices[index, :k],
+        None if t.positions is None else t.positions[index, :k],
+        t.units[index],
+        t.layer,
+        t.largest,
+        t.requested_k if k is None else min(k, t.requested_k or k),
+    )
