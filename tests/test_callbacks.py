@@ -504,3 +504,47 @@ def test_reuse_never_drops_a_view_and_covers_the_units_it_lacks(tmp_path, mnist_
     assert result.renderings["prior"].images[-1].shape[0] == 8
     if topk_first:  # the top-k's two units were reused and the other six mined: a ratio for each unit
         assert result.ratios["prior"].shape == (8,) and result.ratios["plain"].shape == (8,)
+
+
+@pytest.mark.parametrize("topk_first", [True, False])
+def test_topk_and_attribution_share_one_mining_in_either_order(tmp_path, mnist_small, topk_first, monkeypatch):
+    """The store shares the top-k between TopKExamples and AttributionCheck: whichever runs first
+    mines (all the units either needs), the other reuses; the results do not depend on the order."""
+    import interp.steps.topk as steps_topk
+
+    x, y = mnist_small[0][:512], mnist_small[1][:512]
+    torch.manual_seed(0)
+    model = UserCNN()
+    calls: list[list[int]] = []
+    real = steps_topk.mine
+
+    def counting(model, layer, units, *args, **kwargs):
+        calls.append(list(units))
+        return real(model, layer, units, *args, **kwargs)
+
+    monkeypatch.setattr(steps_topk, "mine", counting)
+    topk = TopKExamples(layer="features.3", units=[0, 5], k=8, progress=False)
+    attribution = AttributionCheck(
+        layer="features.3", units=[5, 7], k=4, ig_steps=4, n_check=8, sanity_check=False, scores=False
+    )
+    callbacks = [topk, attribution] if topk_first else [attribution, topk]
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        limit_train_batches=2,
+    )
+    data = UserData(x, y)
+    fixed = TensorDataset(x, y)  # one data set object: results are filed under the data set they mined
+    data.train_dataloader = lambda: DataLoader(fixed, batch_size=64, shuffle=True)  # type: ignore[method-assign]
+    trainer.fit(model, data)
+    assert topk.result is not None and attribution.result is not None
+    # topk first: it mines 0 and 5, the attribution mines only 7; attribution first: it mines 5 and 7 at k=4,
+    # the top-k needs k=8 and mines every unit at k=8 once
+    assert calls == ([[0, 5], [7]] if topk_first else [[5, 7], [5, 7, 0]])
+    saved = torch.load(tmp_path / "interp" / "attribution" / "features.3" / "attribution.pt", weights_only=True)
+    assert saved["examples"].shape[:2] == (2, 4)
