@@ -13,8 +13,9 @@ from interp.callbacks.base import InterpretationCallback
 from interp.callbacks.topk import examples_from
 from interp.errors import InterpError
 from interp.report import Reporter
-from interp.steps.common import Units, example_input
-from interp.steps.featvis import VIEWS, Views, feature_visualization
+from interp.steps.common import Units, example_input, model_example, resolve_units
+from interp.steps.featvis import KINDS, PLAIN_PARAMS, VIEWS, Views, feature_visualization
+from interp.steps.topk import Examples, mine
 
 
 def view_inputs(views: Sequence[str], dataset: Dataset | None, seed: int) -> tuple[nn.Module | None, Any]:
@@ -37,18 +38,36 @@ def view_inputs(views: Sequence[str], dataset: Dataset | None, seed: int) -> tup
     return prior, magnitude
 
 
+def own_examples(
+    model: nn.Module, layer: str, units: Units, k: int, dataset: Dataset | None, shape: Sequence[int] | None = None
+) -> Examples | None:
+    """The top-``k`` of ``units`` of ``layer`` mined on ``dataset`` (maxima over positions), for a
+    feature visualization that needs examples when no :class:`TopKExamples` ran before it; None
+    without data."""
+    if dataset is None:
+        return None
+    example = torch.zeros(1, *tuple(shape)[-3:]) if shape is not None else model_example(model)
+    if example is None:
+        example = example_input(dataset)
+    unit_list = resolve_units(model, layer, units, example)
+    return Examples(mine(model, layer, unit_list, k, dataset, spatial="max"), None, dataset, "max")
+
+
 class FeatureVisualization(InterpretationCallback):
     """Optimize one input per unit and view (all units of a view in one batched run) and log each
     (:func:`interp.steps.feature_visualization`). When a :class:`TopKExamples` on the same layer
     ran before it, the achieved activation is also logged as a ratio to the unit's dataset
-    maximum. ``result`` is a :class:`~interp.steps.featvis.Views`.
+    maximum; the activation of a conv channel is its spatial max (the statistic the top-k ranks
+    by). ``result`` is a :class:`~interp.steps.featvis.Views`.
 
     Args:
         layer: layer name.
         units: unit numbers (a list or range); None: every unit.
         views: ``plain`` (what maximizes the unit), ``prior`` (in the latent space of a generator
             trained on the ``split`` data, once per data set, cached), ``maco`` (Fourier phase
-            only, magnitude of the data). ``prior`` and ``maco`` read the data.
+            only, magnitude of the data), ``prototype`` (conv channels: the unit's top-k examples
+            aligned at their peak, averaged and accentuated for the unit; dense layers: their plain
+            mean, accentuated). ``prior``, ``maco`` and ``prototype`` read the data.
         prior_max_norm: trust-region radius of the prior's latent code around the origin (None:
             twice the typical norm of a prior code, :func:`interp.optvis.latent.default_max_norm`).
             With a top-k on the same layer before it, each unit's code starts at the mean code of
@@ -58,7 +77,15 @@ class FeatureVisualization(InterpretationCallback):
             fill 80% of the free memory (halved again on out-of-memory). Chunks give the same
             images. Under DDP each rank renders its share of the units.
         steps, lr, seed, transforms: passed to :func:`interp.optvis.render_units`.
-        kind: ``channel`` or ``unit`` (conv layers: the centre position).
+        kind: ``channel``, ``unit`` (conv layers: the centre position) or ``peak`` (conv layers:
+            Lucid's neuron objective at the position where the unit's top-k examples peak most
+            often).
+        k: examples per unit to mine when a view needs them (``prototype``, ``kind="peak"``,
+            ``l1_relative``) and no :class:`TopKExamples` of the layer ran before this callback:
+            the order of the callbacks does not matter.
+        plain_param: the plain view's parameterization: ``default`` or ``dark`` (Fourier
+            1/f^1.5 from a dark start, for small grey digits; :func:`interp.optvis.neuron.dark_image`).
+        l1_relative: ``l1_weight`` in units of each unit's k-th best dataset activation.
         shape: (C, H, W) of the input; default the model's ``example_input_array``.
         tv_weight, l1_weight: image regularizers (total variation, L1 towards black) subtracted
             from each unit's objective; 0 gives the plain activation maximum.
@@ -82,6 +109,9 @@ class FeatureVisualization(InterpretationCallback):
         views: Sequence[str] = ("plain",),
         prior_max_norm: float | None = None,
         max_batch: int | None = None,
+        k: int = 16,
+        plain_param: str = "default",
+        l1_relative: bool = False,
         *,
         split: str = "train",
         dataset: Dataset | None = None,
@@ -106,7 +136,15 @@ class FeatureVisualization(InterpretationCallback):
         if max_batch is not None and max_batch < 1:
             raise InterpError(f"max_batch must be >= 1, got {max_batch}")
         self.max_batch = max_batch
-        self.needs_data = any(v != "plain" for v in self.views)
+        if kind not in KINDS:
+            raise InterpError(f"unknown kind {kind!r}: use {', '.join(KINDS)}")
+        if plain_param not in PLAIN_PARAMS:
+            raise InterpError(f"unknown plain_param {plain_param!r}: use {', '.join(PLAIN_PARAMS)}")
+        if k < 1:
+            raise InterpError(f"k must be >= 1, got {k}")
+        self.k, self.plain_param, self.l1_relative = k, plain_param, bool(l1_relative)
+        self.needs_examples = "prototype" in self.views or kind == "peak" or (self.l1_relative and l1_weight != 0)
+        self.needs_data = any(v != "plain" for v in self.views) or self.needs_examples
         self.units, self.steps, self.lr, self.seed, self.transforms = units, steps, lr, seed, transforms
         self.kind, self.shape = kind, None if shape is None else tuple(shape)
         self.tv_weight, self.l1_weight = tv_weight, l1_weight
@@ -124,6 +162,8 @@ class FeatureVisualization(InterpretationCallback):
             self.tv_weight,
             self.l1_weight,
             self.prior_max_norm,
+            self.plain_param,
+            self.l1_relative,
         )
 
     def interpret(
@@ -136,6 +176,9 @@ class FeatureVisualization(InterpretationCallback):
         progress: bool,
     ) -> Views:
         prior, magnitude = view_inputs(self.views, dataset, self.seed)
+        examples = examples_from(others, self.layer)
+        if examples is None and self.needs_examples:  # no top-k ran before: mine what the views need
+            examples = own_examples(model, self.layer, self.units, self.k, dataset, self.shape)
         return feature_visualization(
             model,
             reporter,
@@ -150,11 +193,13 @@ class FeatureVisualization(InterpretationCallback):
             shape=self.shape,
             tv_weight=self.tv_weight,
             l1_weight=self.l1_weight,
+            l1_relative=self.l1_relative,
+            plain_param=self.plain_param,
             prior=prior,
             prior_max_norm=self.prior_max_norm,
             max_batch=self.max_batch,
             magnitude=magnitude,
-            examples=examples_from(others, self.layer),
+            examples=examples,
             step=step,
             progress=progress,
         )

@@ -32,8 +32,9 @@ class UnitPanel(InterpretationCallback):
         units: unit numbers (a list or range); None: every unit.
         k: examples per unit.
         batch_size: inference batch size for mining.
-        views, steps, lr, seed, transforms, tv_weight, l1_weight, prior_max_norm: as in
-            :class:`FeatureVisualization`.
+        views, steps, lr, seed, transforms, tv_weight, l1_weight, prior_max_norm, kind,
+            plain_param, l1_relative: as in :class:`FeatureVisualization` (the ``prototype`` view
+            shows the unit's top examples aligned at their peak, averaged and accentuated).
         topk, featvis: callbacks whose results to use.
         split, dataset, every_n_epochs, run_on_train_end, on_error, progress: see
             :class:`InterpretationCallback`.
@@ -57,6 +58,9 @@ class UnitPanel(InterpretationCallback):
         prior_max_norm: float | None = None,
         topk: TopKExamples | None = None,
         featvis: FeatureVisualization | None = None,
+        kind: str = "channel",
+        plain_param: str = "default",
+        l1_relative: bool = False,
         *,
         split: str = "train",
         dataset: Dataset | None = None,
@@ -79,6 +83,7 @@ class UnitPanel(InterpretationCallback):
         self.tv_weight, self.l1_weight = tv_weight, l1_weight
         self.views, self.prior_max_norm = tuple(views), prior_max_norm
         self.topk, self.featvis = topk, featvis
+        self.kind, self.plain_param, self.l1_relative = kind, plain_param, bool(l1_relative)
 
     def interpret(
         self,
@@ -96,11 +101,13 @@ class UnitPanel(InterpretationCallback):
             self.lr,
             self.seed,
             self.transforms,
-            "channel",
+            self.kind,
             None,
             self.tv_weight,
             self.l1_weight,
             self.prior_max_norm,
+            self.plain_param,
+            self.l1_relative,
         )
         featvis = self.featvis or find_callback(others, FeatureVisualization, lambda cb: cb.settings() == wanted)
         # The indices of a top-k point into the data set it mined: reuse it only for the same one.
@@ -125,6 +132,9 @@ class UnitPanel(InterpretationCallback):
             transforms=self.transforms,
             tv_weight=self.tv_weight,
             l1_weight=self.l1_weight,
+            kind=self.kind,
+            plain_param=self.plain_param,
+            l1_relative=self.l1_relative,
             prior=prior,
             prior_max_norm=self.prior_max_norm,
             examples=examples,

@@ -8,11 +8,30 @@ more views. A view is a parameterization of the image, not another algorithm:
   examples and a prior that can encode (``ImagePrior``), each unit starts from the mean code of its
   top examples and stays near it: a digit like the ones the unit prefers, pushed further. A prior
   can bias the picture toward the data; the plain view stays beside it;
-* ``maco``: only the Fourier phase is optimized, the magnitude is the data's (Fel et al. 2023).
+* ``maco``: only the Fourier phase is optimized, the magnitude is the data's (Fel et al. 2023);
+* ``prototype``: for conv channels, the unit's top-k examples shifted so that their peaks (the
+  position of each example's spatial maximum) coincide at the modal peak, averaged into a
+  prototype, then accentuated for the unit at that peak
+  (:func:`interp.optvis.neuron.accentuate_prototypes`): a digit-like image that excites the channel
+  more than its k-th best example (benchmarks/conv_legibility.py). It needs the layer's top-k
+  examples (``examples``; :class:`~interp.callbacks.FeatureVisualization` mines them when no top-k
+  ran before it). Without positions (a dense layer, or examples reduced by the mean over
+  positions) the prototype is the plain mean of the top-k and the objective the unit's
+  (``kind="channel"``); without examples the view is skipped with one warning.
+
+For small grey conv nets (``model=cnn``) the plain view reads better with ``kind="peak"`` (Lucid's
+``neuron`` objective at each channel's modal peak), ``plain_param="dark"``
+(:func:`interp.optvis.neuron.dark_image`), ``l1_relative=True`` (the L1 weight in units of each
+channel's k-th best activation), lr 0.01 and no transforms (configs/model/cnn.yaml).
+
+Every activation this module reports is the statistic the top-k ranks by: for conv channels the
+spatial maximum of the channel map (``spatial="max"``, the default), whatever objective was
+optimized, so that views, captions, ``featvis.pt`` and ratios compare like with like.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,10 +41,14 @@ import torch
 from torch import nn
 
 from interp.errors import InterpError
-from interp.optvis import Capture, Rendering, frozen, model_device, render_units
+from interp.optvis import Capture, Rendering, frozen, model_device, render, render_units
+from interp.optvis import objectives as obj
+from interp.optvis.accentuate import accentuate
 from interp.optvis.latent import LatentParam, mean_codes
 from interp.optvis.maco import MacoParam
 from interp.optvis.memory import PROBE_UNITS, MemoryMeter, fitting_batch, memory_meter
+from interp.optvis.neuron import accentuate_prototypes, dark_image, neuron, peak_positions
+from interp.optvis.param import image as image_param
 from interp.optvis.param import unit_seeds
 from interp.optvis.templates import weight_template
 from interp.report import Reporter, inputs_at, labelled_grid, upscale
@@ -39,25 +62,40 @@ from interp.steps.common import (
 )
 from interp.steps.topk import Examples
 
-VIEWS = ("plain", "prior", "maco")
+VIEWS = ("plain", "prior", "maco", "prototype")
 VIEW_NOTES = {
     "plain": "The input that maximizes the unit (plain view)",
     "prior": "The data-like input that maximizes the unit (in the latent space of a prior learned on the data)",
     "maco": "The input that maximizes the unit with the data's Fourier magnitude (MaCo)",
+    "prototype": "The unit's top examples aligned at their peak, averaged and accentuated for the unit "
+    "(prototype view)",
 }
+#: What a view optimizes for a unit: ``channel`` (the mean over positions; a neuron for dense
+#: layers), ``unit`` (the centre position), ``peak`` (the position where the unit's top-k examples
+#: peak most often, :func:`~interp.optvis.neuron.peak_positions`; needs examples with positions).
+KINDS = ("channel", "unit", "peak")
+#: The plain view's parameterization: ``default`` (:func:`interp.optvis.param.image`) or ``dark``
+#: (:func:`interp.optvis.neuron.dark_image`: Fourier 1/f^1.5, a dark start; small grey digits).
+PLAIN_PARAMS = ("default", "dark")
+#: The prototype view's accentuation (benchmarks/conv_legibility.py): Adam steps, learning rate,
+#: weight of the distance to the prototype at the model's first layer, 1/f power of the offset.
+PROTOTYPE_STEPS, PROTOTYPE_LR, PROTOTYPE_REG_WEIGHT, PROTOTYPE_DECAY = 128, 0.02, 30.0, 1.5
+STATISTICS = {"max": "spatial max", "mean": "spatial mean"}
 
 
 @dataclass
 class Views:
     """What :func:`feature_visualization` returns: per view, the rendering of every unit (row
-    ``i`` is ``units[i]``) and the activation it reaches; ``ratios`` holds, per view, the
-    activation over the unit's dataset maximum with the same reduction over positions (when the
-    layer's top-k examples were given)."""
+    ``i`` is ``units[i]``) and the activation it reaches (the like-for-like statistic: for conv
+    channels the spatial max, or the mean when the top-k was mined so; ``statistic`` names it, ""
+    for a dense layer); ``ratios`` holds, per view, that activation over the unit's dataset
+    maximum (when the layer's top-k examples were given)."""
 
     units: list[int]
     renderings: dict[str, Rendering]
     activations: dict[str, torch.Tensor]
     ratios: dict[str, torch.Tensor] = field(default_factory=dict)
+    statistic: str = ""
 
     def image(self, view: str, unit: int) -> torch.Tensor:
         return self.renderings[view].image[self._rows[unit]]
@@ -78,12 +116,19 @@ def _majority(labels: torch.Tensor) -> str:
     return f"{int(values[best])} ({int(counts[best])}/{int((labels >= 0).sum())})"
 
 
+def activation_name(statistic: str) -> str:
+    """``activation (spatial max)``, or ``activation`` for a dense layer (``statistic`` "")."""
+    return f"activation ({statistic})" if statistic else "activation"
+
+
 def unit_table(result: Views, examples: Examples | None) -> str:
-    """A markdown table, one row per unit: each view's activation and ratio to the dataset
-    maximum, and the majority label of the unit's top examples (for TensorBoard's TEXT tab)."""
+    """A markdown table, one row per unit: each view's activation (named by its statistic) and
+    ratio to the dataset maximum, and the majority label of the unit's top examples (for
+    TensorBoard's TEXT tab)."""
     views = list(result.renderings)
     labels = examples.labels() if examples is not None else None
-    head = ["unit", *(f"{v} activation" for v in views), *(f"{v} / dataset max" for v in views if v in result.ratios)]
+    what = activation_name(result.statistic)
+    head = ["unit", *(f"{v} {what}" for v in views), *(f"{v} / dataset max" for v in views if v in result.ratios)]
     if labels is not None:
         head.append("top-k majority label")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -109,6 +154,14 @@ def like_for_like(model: nn.Module, layer: str, units: list[int], images: torch.
     return picked.float().cpu()
 
 
+def statistic_of(model: nn.Module, layer: str, example: torch.Tensor, spatial: str = "max") -> str:
+    """The name of the like-for-like statistic of ``layer`` (:data:`STATISTICS`: ``spatial max``
+    for conv channels mined with ``spatial="max"``), "" when its units have no positions."""
+    with frozen(model), Capture(model, [layer]) as cap, torch.no_grad():
+        acts = cap(example[:1].to(model_device(model)))[layer]
+    return STATISTICS.get(spatial, spatial) if acts.dim() > 2 else ""
+
+
 def prior_starts(prior: nn.Module | None, examples: Examples | None, units: list[int]) -> torch.Tensor | None:
     """Where the prior view starts for each unit: the mean latent code of its top examples
     ([U, latent_dim], row i for ``units[i]``), when the prior can encode (``ImagePrior.encode``)
@@ -125,6 +178,32 @@ def prior_starts(prior: nn.Module | None, examples: Examples | None, units: list
     return mean_codes(encode, images.to(device)).cpu()
 
 
+def examples_k(examples: Examples | None, units: list[int]) -> int:
+    """How many top examples every unit of ``units`` has (0 without examples covering them)."""
+    if examples is None or not examples.covers(units):
+        return 0
+    return min(int((examples.top.indices[examples.row(u)] >= 0).sum()) for u in units)
+
+
+def unit_peaks(examples: Examples | None, units: list[int]) -> torch.Tensor | None:
+    """Each unit's peak ([U, 2] (y, x), row i for ``units[i]``): the modal position of its top-k
+    examples' spatial maxima (:func:`~interp.optvis.neuron.peak_positions`); None without examples
+    with positions (a dense layer, or a top-k reduced by the mean)."""
+    k = examples_k(examples, units)
+    if examples is None or k < 1 or examples.top.positions is None:
+        return None
+    positions = examples.top.positions[[examples.row(u) for u in units], :k]
+    return peak_positions(positions)
+
+
+def kth_best(examples: Examples | None, units: list[int]) -> torch.Tensor | None:
+    """Each unit's k-th best dataset activation ([U], the last of its top-k), or None."""
+    k = examples_k(examples, units)
+    if examples is None or k < 1:
+        return None
+    return torch.stack([examples.top.values[examples.row(u), k - 1] for u in units]).float()
+
+
 def view_param(
     view: str,
     shape: tuple[int, ...],
@@ -134,13 +213,19 @@ def view_param(
     magnitude: torch.Tensor | None = None,
     prior_max_norm: float | None = None,
     starts: torch.Tensor | None = None,
+    plain_param: str = "default",
 ) -> nn.Module | None:
     """The parameterization of ``view`` for one image of ``shape`` (C, H, W) per unit, each row
     seeded from (``seed``, unit); None: ``render_units``' default (seeded the same way). ``prior``
     is an ``ImagePrior`` or its decoder; ``starts`` ([len(units), latent_dim]) start the prior
-    view's codes (:func:`prior_starts`)."""
+    view's codes (:func:`prior_starts`); ``plain_param`` picks the plain view's
+    (:data:`PLAIN_PARAMS`)."""
     seeds = unit_seeds(seed, units)
     if view == "plain":
+        if plain_param == "dark":
+            return dark_image((len(units), *shape), seed=seeds)
+        if plain_param != "default":
+            raise InterpError(f"unknown plain_param {plain_param!r}: use {', '.join(PLAIN_PARAMS)}")
         return None
     if view == "prior":
         if prior is None:
@@ -189,6 +274,79 @@ def _join(parts: list[Rendering], units: list[int]) -> Rendering:
     )
 
 
+def row_l1(weights: torch.Tensor) -> obj.Objective:
+    """``-weights[i] * L1`` for batch row ``i`` (an L1 penalty with one weight per unit)."""
+    penalty = obj.l1()
+
+    def fn(acts: obj.Acts) -> torch.Tensor:
+        values = penalty(acts)
+        return -weights.to(values.device, values.dtype) * values
+
+    return obj.Objective(fn, [obj.INPUT], "-w * l1")
+
+
+def _render_rows(
+    model: nn.Module,
+    layer: str,
+    rows: list[int],
+    kind: str,
+    peaks: torch.Tensor | None,
+    regularizer: obj.Objective | None,
+    **kwargs: Any,
+) -> Rendering:
+    """``render_units`` for ``kind`` ``channel``/``unit``; for ``peak`` the same with
+    :func:`~interp.optvis.neuron.neuron` at ``peaks`` (row i: ``rows[i]`` at ``peaks[i]``)."""
+    if kind != "peak":
+        return render_units(model, layer, rows, kind=kind, regularizer=regularizer, **kwargs)
+    assert peaks is not None
+    goal = neuron(layer, rows, peaks)
+    shape = tuple(kwargs.pop("shape"))
+    param = kwargs.pop("param", None)
+    if param is None:
+        param = image_param((len(rows), *shape), seed=unit_seeds(kwargs.get("seed", 0), rows))
+    result = render(model, goal if regularizer is None else goal + regularizer, param=param, **kwargs)
+    result.units = list(rows)
+    if regularizer is None:
+        result.activations = result.scores.clone()
+    else:
+        with frozen(model), Capture(model, [layer]) as cap, torch.no_grad():
+            result.activations = goal(cap(result.image.to(model_device(model)))).cpu()
+    return result
+
+
+def render_prototypes(
+    model: nn.Module,
+    layer: str,
+    rows: list[int],
+    examples: Examples,
+    k: int,
+    seed: int = 0,
+    progress: bool = False,
+) -> Rendering:
+    """The prototype view of ``rows`` (one image per row, each from its unit's best ``k``
+    examples alone): with positions, :func:`~interp.optvis.neuron.accentuate_prototypes` (examples
+    aligned at the modal peak, neuron objective there); without, the mean of the examples
+    accentuated for the unit's channel objective. ``activations`` are the objective's values."""
+    indices = [examples.top.indices[examples.row(u), :k].tolist() for u in rows]
+    images = torch.stack([inputs_at(examples.dataset, i) for i in indices])  # [R, k, C, H, W]
+    settings = dict(
+        steps=PROTOTYPE_STEPS,
+        lr=PROTOTYPE_LR,
+        reg_weight=PROTOTYPE_REG_WEIGHT,
+        decay_power=PROTOTYPE_DECAY,
+        seed=seed,
+        progress=progress,
+    )
+    positions = examples.top.positions
+    if positions is not None:
+        where = positions[[examples.row(u) for u in rows], :k]
+        acc = accentuate_prototypes(model, layer, rows, images, where, **settings)  # type: ignore[arg-type]
+    else:
+        seeds = images.float().mean(1).clamp(0, 1)
+        acc = accentuate(model, obj.channel(layer, rows), seeds, **settings)  # type: ignore[arg-type]
+    return Rendering(acc.images, acc.thresholds, acc.history, acc.scores, list(rows), acc.scores.clone())
+
+
 def render_view(
     model: nn.Module,
     layer: str,
@@ -205,6 +363,11 @@ def render_view(
     starts: torch.Tensor | None = None,
     regularizer: Any = None,
     progress: bool = False,
+    kind: str = "channel",
+    peaks: torch.Tensor | None = None,
+    l1_weights: torch.Tensor | None = None,
+    plain_param: str = "default",
+    examples: Examples | None = None,
     **render_kwargs: Any,
 ) -> Rendering:
     """Render ``units`` in one view, split across torch.distributed ranks (each renders its share)
@@ -216,7 +379,16 @@ def render_view(
     the free memory (:func:`~interp.optvis.memory.fitting_batch`), and a chunk that still runs out
     of memory is retried at half the size. On the CPU ``None`` renders the share in one batch.
     ``memory`` replaces the CUDA meter (any :class:`~interp.optvis.memory.MemoryMeter`).
-    ``starts`` (row i for ``units[i]``) start the prior view."""
+    ``starts`` (row i for ``units[i]``) start the prior view; ``peaks`` ([U, 2]) are the positions
+    of ``kind="peak"``; ``l1_weights`` ([U]) an L1 penalty per unit added to ``regularizer``; the
+    ``prototype`` view reads each unit's top ``examples`` (:func:`render_prototypes`)."""
+    if kind not in KINDS:
+        raise InterpError(f"unknown kind {kind!r}: use {', '.join(KINDS)}")
+    if kind == "peak" and (peaks is None or len(peaks) != len(units)):
+        raise InterpError("kind='peak' needs one peak position per unit (the layer's top-k with positions)")
+    k = examples_k(examples, units) if view == "prototype" else 0
+    if view == "prototype" and k < 1:
+        raise InterpError("the prototype view needs the layer's top-k examples of every unit")
     share = my_share(units)
     meter = memory if memory is not None else (memory_meter(model) if max_batch is None else None)
     if max_batch is not None:
@@ -234,16 +406,26 @@ def render_view(
         # not depend on the split, and keep the first rows
         pad = (-len(part_units)) % ROW_MULTIPLE if len(units) > 1 else 0
         rows = part_units + part_units[-1:] * pad
-        rows_starts = None if starts is None else starts[[row_of[u] for u in rows]]
-        param = view_param(view, image_shape, rows, seed, prior, magnitude, prior_max_norm, rows_starts)
-        rendering = render_units(
+        index = [row_of[u] for u in rows]
+        if view == "prototype":
+            assert examples is not None
+            rendering = render_prototypes(model, layer, rows, examples, k, seed=seed, progress=progress)
+            return _first_rows(rendering, len(part_units)) if pad else rendering
+        rows_starts = None if starts is None else starts[index]
+        param = view_param(view, image_shape, rows, seed, prior, magnitude, prior_max_norm, rows_starts, plain_param)
+        penalty = regularizer
+        if l1_weights is not None:
+            penalty = row_l1(l1_weights[index]) if penalty is None else penalty + row_l1(l1_weights[index])
+        rendering = _render_rows(
             model,
             layer,
             rows,
+            kind,
+            None if peaks is None else peaks[index],
+            penalty,
             seed=seed,
             shape=image_shape,
             param=param,
-            regularizer=regularizer,
             progress=progress,
             **render_kwargs,
         )
@@ -288,6 +470,8 @@ def feature_visualization(
     shape: Sequence[int] | None = None,
     tv_weight: float = 0.0,
     l1_weight: float = 0.0,
+    l1_relative: bool = False,
+    plain_param: str = "default",
     prior: nn.Module | None = None,
     prior_max_norm: float | None = None,
     magnitude: torch.Tensor | None = None,
@@ -299,13 +483,22 @@ def feature_visualization(
     """Optimize one input per unit and view (one batched run per view) and log
     ``interp/featvis/<layer>/unit_XXX`` (the first view; others as ``.../<view>/unit_XXX``) with the
     achieved activation (``.../activation``), a grid of all units per view and, given the layer's
-    top-k ``examples``, ``.../ratio_to_dataset_max`` (the same reduction over positions on both
-    sides). Saves ``interp/featvis/<layer>/featvis.pt`` (``units``; per view the images and
-    ``activation_<view>``). The prior view (``prior``: an ``ImagePrior`` or a decoder) starts from
+    top-k ``examples``, ``.../ratio_to_dataset_max``. Every activation is the like-for-like
+    statistic (:func:`like_for_like`: for conv channels the spatial max, or the mean when the top-k
+    was mined so), named in the captions and saved as ``statistic``. Saves
+    ``interp/featvis/<layer>/featvis.pt`` (``units``; per view the images, ``activation_<view>`` and
+    ``ratio_<view>``). The prior view (``prior``: an ``ImagePrior`` or a decoder) starts from
     each unit's top ``examples`` when it can (:func:`prior_starts`) and runs without
-    ``transforms``: the generator already keeps its images natural. Under torch.distributed each
-    rank renders its share of the units (in chunks, see :func:`render_view`) and every rank ends
-    with all of them; only rank zero writes."""
+    ``transforms``: the generator already keeps its images natural. The prototype view
+    (:func:`render_prototypes`) needs ``examples`` (without them it is skipped with a warning).
+    ``kind="peak"`` optimizes each unit at its peak (:func:`unit_peaks`; the centre, ``unit``,
+    with a warning when the examples have no positions); ``l1_relative`` multiplies ``l1_weight``
+    by each unit's k-th best dataset activation (the plain view's L1 then has the layer's scale);
+    ``plain_param`` is the plain view's parameterization (:data:`PLAIN_PARAMS`). Under
+    torch.distributed each rank renders its share of the units (in chunks, see :func:`render_view`)
+    and every rank ends with all of them; only rank zero writes."""
+    if kind not in KINDS:
+        raise InterpError(f"unknown kind {kind!r}: use {', '.join(KINDS)}")
     example = model_example(model)
     if shape is not None:
         example = torch.zeros(1, *tuple(shape)[-3:])
@@ -316,13 +509,43 @@ def feature_visualization(
         )
     unit_list = resolve_units(model, layer, units, example)
     image_shape = tuple(example.shape[1:])
-    result = Views(unit_list, {}, {})
-    saved: dict[str, torch.Tensor] = {"units": torch.tensor(unit_list)}
     if examples is not None and not examples.covers(unit_list):  # reuse what exists, mine the rest
         examples = examples.extended(model, layer, unit_list)
+    spatial = examples.spatial if examples is not None else "max"
+    result = Views(unit_list, {}, {}, statistic=statistic_of(model, layer, example, spatial))
+    saved: dict[str, Any] = {"units": torch.tensor(unit_list), "statistic": result.statistic}
     starts = prior_starts(prior, examples, unit_list) if "prior" in views else None
+    views = list(views)
+    if "prototype" in views and examples_k(examples, unit_list) < 1:
+        warnings.warn(
+            f"feature visualization of {layer}: the prototype view needs the layer's top-k examples "
+            "(give examples, or run a TopKExamples first); skipped",
+            stacklevel=2,
+        )
+        views.remove("prototype")
+    peaks = unit_peaks(examples, unit_list) if kind == "peak" else None
+    if kind == "peak" and peaks is None:
+        warnings.warn(
+            f"feature visualization of {layer}: kind='peak' needs the layer's top-k examples with positions "
+            "(a conv layer mined with spatial='max'); optimizing the centre position (kind='unit') instead",
+            stacklevel=2,
+        )
+        kind = "unit"
+    l1_weights = None
+    if l1_relative and l1_weight:
+        kth = kth_best(examples, unit_list)
+        if kth is None:
+            warnings.warn(
+                f"feature visualization of {layer}: l1_relative needs the layer's top-k examples; "
+                f"l1_weight {l1_weight} is used as it is",
+                stacklevel=2,
+            )
+        else:
+            l1_weights = float(l1_weight) * kth.clamp(min=0)
     for index, view in enumerate(views):
-        regularizer = image_regularizer(tv_weight, l1_weight) if view == "plain" else None
+        regularizer = None
+        if view == "plain":
+            regularizer = image_regularizer(tv_weight, 0.0 if l1_weights is not None else l1_weight)
         rendering = render_view(
             model,
             layer,
@@ -338,26 +561,29 @@ def feature_visualization(
             regularizer=regularizer,
             progress=progress,
             kind=kind,
+            peaks=peaks,
+            l1_weights=l1_weights if view == "plain" else None,
+            plain_param=plain_param,
+            examples=examples,
             steps=steps,
             lr=lr,
             transforms=None if view == "prior" else transforms,
         )
-        activations = rendering.activations if rendering.activations is not None else rendering.scores
+        activations = like_for_like(model, layer, unit_list, rendering.image, spatial)
         result.renderings[view], result.activations[view] = rendering, activations
         if examples is not None and examples.covers(unit_list):
-            same_stat = like_for_like(model, layer, unit_list, rendering.image, examples.spatial)
             best = torch.stack([examples.top.values[examples.row(u), 0] for u in unit_list]).float()
-            result.ratios[view] = same_stat / best.where(best != 0, torch.full_like(best, float("nan")))
+            result.ratios[view] = activations / best.where(best != 0, torch.full_like(best, float("nan")))
         prefix = f"featvis/{layer}" if index == 0 else f"featvis/{layer}/{view}"
+        what = activation_name(result.statistic)
         for row, unit in enumerate(unit_list):
             ratio = result.ratios.get(view)
-            shown = f" ({float(ratio[row]):.2f}x the unit's best example)" if ratio is not None else ""
+            shown = f", {float(ratio[row]):.2f}x the best training example's" if ratio is not None else ""
             reporter.image(
                 f"{prefix}/unit_{unit:03d}",
                 upscale(rendering.image[row], 112),
                 step,
-                description=f"{VIEW_NOTES[view]} for {layer} unit {unit}: activation "
-                f"{float(activations[row]):.4g}{shown}.",
+                description=f"{VIEW_NOTES[view]} for {layer} unit {unit}: {what} {float(activations[row]):.3g}{shown}.",
             )
         reporter.image(
             f"{prefix}/all",

@@ -12,10 +12,12 @@ from torch.utils.data import Dataset
 from interp.optvis.templates import weight_template
 from interp.report import Reporter, signed_with_legend, titled_row, topk_grid, upscale
 from interp.steps.common import Units, example_input, resolve_units, unit_tag
-from interp.steps.featvis import Views, feature_visualization, like_for_like
+from interp.steps.featvis import Views, activation_name, feature_visualization, like_for_like, statistic_of
 from interp.steps.topk import Examples, mine
 
-VIEW_TITLES = {"plain": "plain optimum", "prior": "optimum under the data prior", "maco": "MaCo optimum"}
+VIEW_TITLES = {"plain": "plain", "prior": "data prior", "maco": "MaCo", "prototype": "prototype"}
+#: Short names of the like-for-like statistics in the captions (the title says them in full).
+SHORT_STATISTICS = {"spatial max": "max", "spatial mean": "mean"}
 
 
 def _templates(model: nn.Module, layer: str, units: list[int]) -> torch.Tensor | None:
@@ -42,6 +44,9 @@ def unit_panels(
     transforms: Callable | str | None = "default",
     tv_weight: float = 0.0,
     l1_weight: float = 0.0,
+    kind: str = "channel",
+    plain_param: str = "default",
+    l1_relative: bool = False,
     prior: nn.Module | None = None,
     prior_max_norm: float | None = None,
     examples: Examples | None = None,
@@ -50,10 +55,11 @@ def unit_panels(
 ) -> dict[int, Path | None]:
     """Log ``interp/panel/<layer>/unit_XXX`` per unit: its ``k`` best examples of ``dataset``, then
     the input optimized for it in each of ``views`` (captioned with its activation and its ratio to
-    the unit's dataset maximum, the same reduction over positions on both sides) and, for a layer
-    that reads the input directly, its weights. ``examples`` and ``rendering``, when given and
-    covering the units and views, are used instead of mining and rendering again. Returns the
-    PNG path of each unit."""
+    the unit's dataset maximum, the same statistic on both sides: for conv channels the spatial max,
+    named in each caption and in the title) and, for a layer that reads the input directly, its
+    weights. ``examples`` and ``rendering``, when given and covering the units and views, are used
+    instead of mining and rendering again; ``kind``, ``plain_param``, ``l1_relative`` as in
+    :func:`~interp.steps.featvis.feature_visualization`. Returns the PNG path of each unit."""
     unit_list = resolve_units(model, layer, units, example_input(dataset))
     if examples is None or not examples.covers(unit_list, k):
         examples = Examples(mine(model, layer, unit_list, k, dataset, batch_size), None, dataset)
@@ -70,6 +76,9 @@ def unit_panels(
             transforms=transforms,
             tv_weight=tv_weight,
             l1_weight=l1_weight,
+            kind=kind,
+            plain_param=plain_param,
+            l1_relative=l1_relative,
             prior=prior,
             prior_max_norm=prior_max_norm,
             examples=examples,
@@ -82,26 +91,30 @@ def unit_panels(
         for view in views
     }
     templates = _templates(model, layer, unit_list)
+    statistic = statistic_of(model, layer, example_input(dataset), examples.spatial)
+    stat = f"{SHORT_STATISTICS.get(statistic, statistic)} " if statistic else ""
+    about = f" (activation: {statistic} of the channel map)" if statistic else ""
     paths: dict[int, Path | None] = {}
     for row, unit in enumerate(unit_list):
         best = float(examples.top.values[examples.row(unit), 0])
         left = upscale(topk_grid(examples.top, examples.dataset, examples.row(unit), nrow=4), 256)
-        pictures, titles = [left], [f"top {examples.top.k} examples (best {best:.3g})"]
+        pictures, titles = [left], [f"top {examples.top.k} (best: {stat}{best:.3g})"]
         for view in views:
             image = rendering.image(view, unit)
             value = float(reached[view][row])
-            ratio = f", {value / best:.2f}x max" if best > 0 else ""
+            ratio = f", {value / best:.2f}x best" if best > 0 else ""
             pictures.append(upscale(image, int(left.shape[-2])))
-            titles.append(f"{VIEW_TITLES.get(view, view)}: {value:.3g}{ratio}")
+            titles.append(f"{VIEW_TITLES.get(view, view)}: {stat}{value:.3g}{ratio}")
         if templates is not None:
             pictures.append(signed_with_legend(templates[row], size=int(left.shape[-2])))
             titles.append("weights (red +, blue -)")
-        img = titled_row(pictures, titles, title=f"{layer} unit {unit}")
+        img = titled_row(pictures, titles, title=f"{layer} unit {unit}{about}")
         paths[unit] = reporter.image(
             unit_tag("panel", layer, unit),
             img,
             step,
             description=f"{layer} unit {unit}: its best examples of the data beside the inputs optimized for it, "
-            "each captioned with the activation it reaches and its ratio to the best example's.",
+            f"each captioned with the {activation_name(statistic)} it reaches and its ratio to the best "
+            "training example's.",
         )
     return paths
