@@ -150,12 +150,15 @@ def test_callbacks_on_a_user_cnn(tmp_path, mnist_small):
 
 
 def test_panel_reuses_results_only_when_their_settings_match(tmp_path, mnist_small, monkeypatch):
+    """Without a Trainer, callbacks share results through one store passed to ``apply``."""
     import interp.steps.panel as panel_step
+    import interp.steps.topk as topk_step
     from interp.report import Reporter
+    from interp.store import ResultStore
 
     x, y = mnist_small[0][:512], mnist_small[1][:512]
     calls = {"mine": 0, "render": 0}
-    real_mine, real_render = panel_step.mine, panel_step.feature_visualization
+    real_mine, real_render = topk_step.mine, panel_step.feature_visualization
 
     def counting(name, fn):
         def wrapped(*args, **kwargs):
@@ -164,24 +167,25 @@ def test_panel_reuses_results_only_when_their_settings_match(tmp_path, mnist_sma
 
         return wrapped
 
-    monkeypatch.setattr(panel_step, "mine", counting("mine", real_mine))
-    monkeypatch.setattr(panel_step, "feature_visualization", counting("render", real_render))
     model = UserCNN()
     topk = TopKExamples("features.3", units=[1, 2], k=4, progress=False, on_error="raise")
     featvis = FeatureVisualization("features.3", units=[1, 2], steps=4, progress=False, on_error="raise")
     dataset = torch.utils.data.TensorDataset(x, y)
-    topk.dataset = dataset
-    others = [topk, featvis]
-    reporter = Reporter(tmp_path)
-    for cb in others:
-        cb.apply(model, dataset, reporter)
+    reporter, store = Reporter(tmp_path), ResultStore()
+    for cb in (topk, featvis):
+        cb.apply(model, dataset, reporter, store=store)
+    monkeypatch.setattr(topk_step, "mine", counting("mine", real_mine))
+    monkeypatch.setattr(panel_step, "feature_visualization", counting("render", real_render))
     same = UnitPanel("features.3", units=[2], k=4, steps=4, dataset=dataset)
-    same.apply(model, dataset, reporter, others=others)
+    same.apply(model, dataset, reporter, store=store)
     assert calls == {"mine": 0, "render": 0}
     # more examples than the top-k kept, and other optimization steps: both are computed again
     other = UnitPanel("features.3", units=[2], k=8, steps=6, dataset=dataset)
-    other.apply(model, dataset, reporter, others=others)
+    other.apply(model, dataset, reporter, store=store)
     assert calls == {"mine": 1, "render": 1}
+    # a store of its own: nothing to reuse
+    UnitPanel("features.3", units=[2], k=4, steps=4, dataset=dataset).apply(model, dataset, reporter)
+    assert calls == {"mine": 2, "render": 2}
 
 
 def test_scalars_reach_every_logger(tmp_path, mnist_small):

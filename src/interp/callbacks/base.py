@@ -180,11 +180,15 @@ class InterpretationCallback(Callback):
         """Run now with the trainer's data and loggers, at the trainer's global step; a failure
         follows ``on_error``."""
         try:
-            data = (
-                self.dataset
-                if self.dataset is not None
-                else (trainer_data(trainer, self.split) if self.needs_data else None)
-            )
+            store = store_of(trainer)
+            data = self.dataset
+            if data is None:  # also for a step that needs none: it may reuse results filed under it
+                # one data set object per split and step for every callback of the run: results are filed
+                # under the data set they index (a datamodule may build a new one at each call)
+                data = store.get(trainer, trainer.global_step, self.split, "dataset")
+                if data is None:
+                    data = trainer_data(trainer, self.split)
+                    store.put(trainer, trainer.global_step, self.split, "dataset", (), data)
             return self.apply(
                 pl_module,
                 data,
@@ -192,7 +196,7 @@ class InterpretationCallback(Callback):
                 step=trainer.global_step,
                 others=trainer.callbacks,
                 progress=self.progress and trainer.is_global_zero and trainer.progress_bar_callback is not None,
-                store=store_of(trainer),
+                store=store,
             )
         except Exception as exc:
             if self.on_error == "raise":

@@ -10,12 +10,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from interp.callbacks.base import InterpretationCallback
-from interp.callbacks.topk import examples_from
 from interp.errors import InterpError
 from interp.report import Reporter
 from interp.steps.common import Units, example_input, model_example, resolve_units
 from interp.steps.featvis import KINDS, PLAIN_PARAMS, VIEWS, Views, feature_visualization
-from interp.steps.topk import Examples, mine
+from interp.steps.topk import Examples, TopKSettings, examples_for
+from interp.store import ResultStore
 
 
 def view_inputs(views: Sequence[str], dataset: Dataset | None, seed: int) -> tuple[nn.Module | None, Any]:
@@ -38,19 +38,34 @@ def view_inputs(views: Sequence[str], dataset: Dataset | None, seed: int) -> tup
     return prior, magnitude
 
 
-def own_examples(
-    model: nn.Module, layer: str, units: Units, k: int, dataset: Dataset | None, shape: Sequence[int] | None = None
+def run_examples(
+    store: ResultStore, key: tuple[nn.Module, int, str], dataset: Dataset | None, units: list[int], k: int, need: bool
 ) -> Examples | None:
-    """The top-``k`` of ``units`` of ``layer`` mined on ``dataset`` (maxima over positions), for a
-    feature visualization that needs examples when no :class:`TopKExamples` ran before it; None
-    without data."""
+    """The layer's top-k examples from the run's store (maxima over positions) for a feature
+    visualization: reused when a top-k of the layer is filed (the units it lacks are mined), mined
+    when the views ``need`` them and none is (and then filed for the steps after); None without
+    data, or when nothing is filed and nothing needs them.
+
+    Args:
+        store: the run's results.
+        key: ``(model, step, layer)``.
+        dataset: the data the top-k indices point into.
+        units: the units rendered.
+        k: examples per unit when they must be mined.
+        need: whether the views need examples (prototype, prior starts, peak positions, relative L1).
+
+    Returns:
+        :class:`Examples` covering ``units``, or None.
+    """
     if dataset is None:
         return None
-    example = torch.zeros(1, *tuple(shape)[-3:]) if shape is not None else model_example(model)
-    if example is None:
-        example = example_input(dataset)
-    unit_list = resolve_units(model, layer, units, example)
-    return Examples(mine(model, layer, unit_list, k, dataset, spatial="max"), None, dataset, "max")
+    model, step, layer = key
+    filed = store.get(model, step, layer, "topk", (id(dataset), "max"))
+    if filed is not None and not need:
+        return filed.extended(model, layer, units)
+    if not need:
+        return None
+    return examples_for(store, key, dataset, units, TopKSettings(k=k, spatial="max"))
 
 
 class FeatureVisualization(InterpretationCallback):
@@ -176,10 +191,16 @@ class FeatureVisualization(InterpretationCallback):
         progress: bool,
     ) -> Views:
         prior, magnitude = view_inputs(self.views, dataset, self.seed)
-        examples = examples_from(others, self.layer)
-        if examples is None and self.needs_examples:  # no top-k ran before: mine what the views need
-            examples = own_examples(model, self.layer, self.units, self.k, dataset, self.shape)
-        return feature_visualization(
+        example = torch.zeros(1, *self.shape[-3:]) if self.shape is not None else model_example(model)
+        if example is None and dataset is not None:
+            example = example_input(dataset)
+        # the prior view starts at its top examples' codes: with them in either callback order
+        need = self.needs_examples or "prior" in self.views
+        examples = None
+        if example is not None:
+            units = resolve_units(model, self.layer, self.units, example)
+            examples = run_examples(self.store, (model, step, self.layer), dataset, units, self.k, need)
+        views = feature_visualization(
             model,
             reporter,
             layer=self.layer,
@@ -203,6 +224,8 @@ class FeatureVisualization(InterpretationCallback):
             step=step,
             progress=progress,
         )
+        self.store.put(model, step, self.layer, "featvis", self.settings(), views)
+        return views
 
     def validate(self, model: nn.Module, example: torch.Tensor | None) -> None:
         if self.shape is not None:

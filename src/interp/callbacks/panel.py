@@ -9,12 +9,13 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
-from interp.callbacks.base import InterpretationCallback, find_callback
+from interp.callbacks.base import InterpretationCallback
 from interp.callbacks.featvis import FeatureVisualization, view_inputs
-from interp.callbacks.topk import TopKExamples, examples_from
+from interp.callbacks.topk import TopKExamples
 from interp.report import Reporter
-from interp.steps.common import Units
+from interp.steps.common import Units, example_input, model_example, resolve_units
 from interp.steps.panel import unit_panels
+from interp.steps.topk import TopKSettings, examples_for
 
 
 class UnitPanel(InterpretationCallback):
@@ -109,10 +110,19 @@ class UnitPanel(InterpretationCallback):
             self.plain_param,
             self.l1_relative,
         )
-        featvis = self.featvis or find_callback(others, FeatureVisualization, lambda cb: cb.settings() == wanted)
-        # The indices of a top-k point into the data set it mined: reuse it only for the same one.
-        examples = examples_from([self.topk] if self.topk else others, self.layer, self.k, dataset)
-        rendering = featvis.result if featvis is not None else None
+        # given callbacks first, else the run's store (a feature visualization of the same settings, the
+        # layer's top-k on this data set: the indices of a top-k point into the data set it mined)
+        rendering = self.featvis.result if self.featvis is not None else None
+        if rendering is None:
+            rendering = self.store.get(model, step, self.layer, "featvis", wanted)
+        if self.topk is not None and self.topk.result is not None and self.topk.result.dataset is dataset:
+            examples = self.topk.result
+        else:
+            example = model_example(model)
+            units = resolve_units(
+                model, self.layer, self.units, example if example is not None else example_input(dataset)
+            )
+            examples = examples_for(self.store, (model, step, self.layer), dataset, units, TopKSettings(k=self.k))
         prior = None
         wanted_units = [self.units] if isinstance(self.units, int) else self.units
         if rendering is None or wanted_units is None or not rendering.covers(wanted_units, self.views):
