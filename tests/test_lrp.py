@@ -6,11 +6,18 @@ rules) and batch norms are made bias-free after the merge (``beta = mean * scale
 and means; the rules' stabilizers are set to 1e-12; float64 throughout. Then the error is at rounding level (we
 assert 1e-9 relative), and a wrong preprocessing rule, a batch norm merged into the unit's own layer, or a merge that
 changes the function shows up as an error of 1e-6 or more.
+
+The face-api nets (trained weights, biases zeroed, the folded batch norms' ``Scale`` biases too) need the weights
+(``INTERP_DATA_DIR``; a skip without them, a failure in CI). The z-plus rule drops the relevance of an output with no
+positive contribution; that never happens in the recognition net, but it does in the expression net's pointwise
+convolutions, whose outputs enter the dense sums before any ReLU: there the default composite conserves to about 1e-4
+and exact conservation is checked with the epsilon rule on every convolution.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -19,7 +26,9 @@ import torch
 import torchvision
 from torch import nn
 
+from helpers import REPO
 from interp.models.cnn import MnistCNN
+from interp.models.faceapi import FaceApiPreprocess, FaceExpressionNet, FaceRecognitionNet, Scale
 from interp.models.mlp import MNIST_STD, MnistMLP
 from interp.models.normalized import Normalized
 from interp.models.vggface2 import CaffePreprocess, VGGFace2ResNet50
@@ -42,7 +51,7 @@ def float64():
 
 def zero_biases(model: nn.Module) -> nn.Module:
     for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)) and m.bias is not None:
+        if isinstance(m, (nn.Linear, nn.Conv2d, Scale)) and m.bias is not None:
             nn.init.zeros_(m.bias)
     return model
 
@@ -79,7 +88,8 @@ def assert_restored(model: nn.Module, before: dict[str, torch.Tensor], x: torch.
     assert torch.equal(model(x), y)
     for m in model.modules():
         assert not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks), m
-        assert "forward" not in m.__dict__ and not hasattr(m, "canonizer_sum")
+        assert "forward" not in m.__dict__
+        assert not any(hasattr(m, key) for key in ("canonizer_sum", "canonizer_sum2", "canonizer_sum3")), m
         if isinstance(m, nn.BatchNorm2d):
             assert m.eps == 1e-5
 
@@ -200,3 +210,117 @@ def test_caffe_preprocessing_routes_relevance_to_the_rgb_channel():
     x = torch.rand(2, 3, 5, 5)
     maps = lrp_attributions(net.eval(), "2", [0], x, composite="epsilon_plus", **EXACT)[0]
     assert maps[:, :2].abs().max() == 0 and maps[:, 2].abs().sum() > 0
+
+
+def test_face_api_resize_shares_relevance_by_the_bilinear_weights():
+    """A square input resized to the net's size: each resized pixel's relevance goes to its source pixels by the
+    interpolation weights (they sum to one), so the total is kept; at the net's size it passes through unscaled."""
+    torch.manual_seed(0)
+    convs = nn.Conv2d(3, 4, 3, bias=False), nn.Conv2d(4, 2, 1, bias=False)
+    for conv in convs:
+        conv.weight.data.abs_()  # every output has a positive contribution: z-plus conserves
+    net = nn.Sequential(FaceApiPreprocess(8), convs[0], nn.ReLU(), convs[1])
+    for size in (5, 8, 13):
+        x = torch.rand(2, 3, size, size)
+        error = conservation_error(net.eval(), "3", [0, 1], x, composite="epsilon_plus", **EXACT)
+        assert error.max() < 1e-9, (size, error)
+
+
+def _faceapi_dir() -> Path | None:
+    for root in (os.environ.get("INTERP_DATA_DIR"), REPO.parent / "shared" / "data"):
+        if root and (Path(root) / "face-api" / FaceRecognitionNet.tfjs_manifest).is_file():
+            return Path(root) / "face-api"
+    return None
+
+
+@pytest.fixture(scope="module")
+def faceapi_dir() -> Path:
+    """The face-api weights folder; in CI its absence is a failure, elsewhere a skip."""
+    folder = _faceapi_dir()
+    if folder is None:
+        if os.environ.get("CI"):
+            pytest.fail("face-api weights not found: set INTERP_DATA_DIR (CI points it at ../shared/data)")
+        pytest.skip("face-api weights not found (set INTERP_DATA_DIR or run `make face-weights`)")
+    return folder
+
+
+def relative_error(model, layer, units, x, **kwargs) -> torch.Tensor:
+    """``|sum(R) - value| / |value|`` per unit and input."""
+    maps = lrp_attributions(model, layer, units, x, **kwargs)
+    value = unit_values(model, layer, units, x).T
+    return (maps.flatten(2).sum(-1) - value).abs() / value.abs()
+
+
+def test_face_recognition_net_conserves_and_is_restored(faceapi_dir):
+    """Scales folded into their convolutions, the residual sums (zero-padded average-pool shortcuts included) as
+    Sum modules, the preprocessing passed through: conservation to rounding at a middle stage and at the output."""
+    model = zero_biases(FaceRecognitionNet.from_weights(faceapi_dir).double())
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 150, 150)
+    merges = batchnorm_merges(model, "layer2", x)
+    assert ("stem.conv", "stem.scale") in merges and ("layer2.0.conv2.conv", "layer2.0.conv2.scale") in merges
+    assert all(bn.endswith(".scale") for _, bn in merges) and len(merges) == 15
+    # a Scale after the unit's own conv is not folded into it
+    assert ("layer2.0.conv1.conv", "layer2.0.conv1.scale") not in batchnorm_merges(model, "layer2.0.conv1.conv", x)
+    before, y = snapshot(model), model(x)
+    for layer, units in [("layer2", [5, 40]), ("fc", [0, 77])]:
+        error = relative_error(model, layer, units, x, **EXACT)
+        assert error.max() < 1e-9, (layer, error)
+    assert_restored(model, before, x, y)
+    # a smaller square face crop, resized to 150 px by the preprocessing: still conserved
+    error = relative_error(model, "fc", [0], torch.rand(1, 3, 120, 120), **EXACT)
+    assert error.max() < 1e-9, error
+
+
+def _epsilon_composite(model: nn.Module, layer: str, x: torch.Tensor):
+    """EpsilonPlusFlat with the epsilon rule on every convolution too (conserving wherever no denominator is 0)."""
+    from zennit.composites import SpecialFirstLayerMapComposite
+    from zennit.layer import Sum
+    from zennit.rules import Epsilon, Flat, Norm, Pass
+    from zennit.types import Activation, AvgPool, Convolution, Linear
+
+    layer_map = [
+        (Activation, Pass()),
+        (Sum, Norm(stabilizer=1e-12)),
+        (AvgPool, Norm(stabilizer=1e-12)),
+        (Convolution, Epsilon(epsilon=1e-12)),
+        (Linear, Epsilon(epsilon=1e-12)),
+    ]
+    first_map = [(Linear, Flat(stabilizer=1e-12)), (Convolution, Flat(stabilizer=1e-12))]
+    return SpecialFirstLayerMapComposite(layer_map, first_map, canonizers=canonizers_for(model, layer, x))
+
+
+def test_face_expression_net_conserves_and_is_restored(faceapi_dir):
+    """Dense sums as Sum modules (three per block), depthwise convolutions with the epsilon rule: exact conservation
+    with epsilon on every convolution; the default composite's z-plus on the pointwise convolutions drops a little."""
+    model = zero_biases(FaceExpressionNet.from_weights(faceapi_dir).double())
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 112, 112)
+    before, y = snapshot(model), model(x)
+    for layer, units in [("dense2", [3, 10]), ("fc", [1, 4])]:
+        error = relative_error(model, layer, units, x, composite=_epsilon_composite(model, layer, x))
+        assert error.max() < 1e-9, (layer, error)
+        assert relative_error(model, layer, units, x, **EXACT).max() < 1e-3, layer
+    assert_restored(model, before, x, y)
+
+
+def test_face_api_canonizers_keep_the_function(faceapi_dir):
+    """With their own biases: the Scale folds (bias ``b_conv * w + b``), the Sum forwards and the depthwise rule change
+    nothing in the function; everything is put back bitwise."""
+    import zennit.core
+
+    torch.manual_seed(0)
+    nets: list[tuple[nn.Module, int]] = [
+        (FaceRecognitionNet.from_weights(faceapi_dir), 150),
+        (FaceExpressionNet.from_weights(faceapi_dir), 112),
+    ]
+    for model, size in nets:
+        model = model.double()
+        x = torch.rand(2, 3, size, size)
+        before, y = snapshot(model), model(x)
+        with zennit.core.Composite(canonizers=canonizers_for(model, "fc", x)).context(model):
+            torch.testing.assert_close(model(x), y, rtol=1e-10, atol=1e-10)
+            if isinstance(model, FaceRecognitionNet):
+                assert torch.equal(model.layer2[0].conv1.scale.weight, torch.ones(64))
+        lrp_attributions(model, "fc", [0], x)
+        assert_restored(model, before, x, y)
