@@ -552,3 +552,49 @@ def test_topk_and_attribution_share_one_mining_in_either_order(tmp_path, mnist_s
     assert calls == ([[0, 5], [7]] if topk_first else [[5, 7], [5, 7, 0]])
     saved = torch.load(tmp_path / "interp" / "attribution" / "features.3" / "attribution.pt", weights_only=True)
     assert saved["examples"].shape[:2] == (2, 4)
+
+
+def _fit_order(tmp_path, x, y, callbacks):
+    torch.manual_seed(0)
+    model = UserCNN()
+    data = UserData(x, y)
+    fixed = TensorDataset(x, y)
+    data.train_dataloader = lambda: DataLoader(fixed, batch_size=64, shuffle=True)  # type: ignore[method-assign]
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        limit_train_batches=2,
+    )
+    trainer.fit(model, data)
+    return sorted(p.relative_to(tmp_path) for p in (tmp_path / "interp").rglob("*.png"))
+
+
+@pytest.mark.slow
+def test_the_order_of_the_callbacks_does_not_change_their_pictures(tmp_path, mnist_small):
+    """Top-k, feature visualization (with the views that need top examples) and the panel reuse each
+    other through the store: in every order they write the same pictures, byte for byte."""
+    import itertools
+
+    x, y = mnist_small[0][:512], mnist_small[1][:512]
+    settings = dict(units=[1, 2, 5], steps=6, views=("plain", "prototype"))
+    runs = {}
+    for order in itertools.permutations(["topk", "featvis", "panel"]):
+        make = {
+            "topk": lambda: TopKExamples("features.3", units=[1, 2, 5], k=16, progress=False, on_error="raise"),
+            "featvis": lambda: FeatureVisualization("features.3", progress=False, on_error="raise", **settings),
+            "panel": lambda: UnitPanel("features.3", k=16, on_error="raise", **settings),
+        }
+        folder = tmp_path / "-".join(order)
+        files = _fit_order(folder, x, y, [make[name]() for name in order])
+        runs[order] = (folder, files)
+    (first, (folder0, files0)), *rest = runs.items()
+    assert any("prototype" in str(f) for f in files0) and any("panel" in str(f) for f in files0)
+    for order, (folder, files) in rest:
+        assert files == files0, order
+        for f in files0:
+            assert (folder / f).read_bytes() == (folder0 / f).read_bytes(), (order, f)
