@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +17,61 @@ from interp.steps.common import Units, example_input, model_example, resolve_uni
 from interp.steps.featvis import KINDS, PLAIN_PARAMS, VIEWS, Views, feature_visualization
 from interp.steps.topk import Examples, TopKSettings, examples_for
 from interp.store import ResultStore
+
+MIN_PRIOR_IMAGES = 1000
+"""The fewest training images a data prior is learned from (a VAE of fewer draws nothing readable)."""
+
+MAX_PRIOR_SIDE = 64
+"""The largest image side the data prior (a small MLP VAE, trained in seconds to minutes) serves."""
+
+
+def prior_problem(dataset: Dataset | None, image_shape: Sequence[int]) -> str | None:
+    """Why the data prior cannot serve feature visualizations of ``image_shape`` (C, H, W) learned
+    from ``dataset``, or None when it can: it needs at least :data:`MIN_PRIOR_IMAGES` images of
+    exactly that shape, at most :data:`MAX_PRIOR_SIDE` pixels a side (grayscale or colour).
+
+    Args:
+        dataset: the training data (map-style; its first item gives the shape).
+        image_shape: the shape of the images the views optimize.
+
+    Returns:
+        A reason (one phrase), or None.
+    """
+    if dataset is None:
+        return "there is no data to learn it from"
+    n = len(dataset)  # type: ignore[arg-type]
+    shape = tuple(example_input(dataset).shape[1:])
+    if tuple(image_shape) != shape:
+        have, want = "x".join(map(str, shape)), "x".join(map(str, image_shape))
+        return f"the data's images are {have}, the visualizations {want}"
+    if max(shape[-2:]) > MAX_PRIOR_SIDE:
+        return f"its images are {shape[-1]}x{shape[-2]} px, more than the {MAX_PRIOR_SIDE} px a side it serves"
+    if n < MIN_PRIOR_IMAGES:
+        return f"the data holds {n} images, fewer than the {MIN_PRIOR_IMAGES} it learns from"
+    return None
+
+
+def usable_views(views: Sequence[str], dataset: Dataset | None, image_shape: Sequence[int]) -> tuple[str, ...]:
+    """``views`` with ``prior`` replaced by ``prototype`` (the most legible view that needs no learned
+    prior) when :func:`prior_problem` finds the data unfit for a prior, with one warning that says why.
+
+    Args:
+        views: the views asked for.
+        dataset: the training data.
+        image_shape: (C, H, W) of the visualizations.
+
+    Returns:
+        The views to render, in order, without repeats.
+    """
+    if "prior" not in views:
+        return tuple(views)
+    problem = prior_problem(dataset, image_shape)
+    if problem is None:
+        return tuple(views)
+    warnings.warn(
+        f"the prior view cannot serve this data ({problem}): showing the prototype view instead", stacklevel=2
+    )
+    return tuple(dict.fromkeys("prototype" if v == "prior" else v for v in views))
 
 
 def view_inputs(views: Sequence[str], dataset: Dataset | None, seed: int) -> tuple[nn.Module | None, Any]:
@@ -190,12 +246,15 @@ class FeatureVisualization(InterpretationCallback):
         others: list[Any],
         progress: bool,
     ) -> Views:
-        prior, magnitude = view_inputs(self.views, dataset, self.seed)
         example = torch.zeros(1, *self.shape[-3:]) if self.shape is not None else model_example(model)
         if example is None and dataset is not None:
             example = example_input(dataset)
+        shown = self.views
+        if example is not None:
+            shown = usable_views(self.views, dataset, tuple(example.shape[1:]))
+        prior, magnitude = view_inputs(shown, dataset, self.seed)
         # the prior view starts at its top examples' codes: with them in either callback order
-        need = self.needs_examples or "prior" in self.views
+        need = self.needs_examples or "prior" in shown or "prototype" in shown
         examples = None
         if example is not None:
             units = resolve_units(model, self.layer, self.units, example)
@@ -205,7 +264,7 @@ class FeatureVisualization(InterpretationCallback):
             reporter,
             layer=self.layer,
             units=self.units,
-            views=self.views,
+            views=shown,
             steps=self.steps,
             lr=self.lr,
             seed=self.seed,
