@@ -44,6 +44,29 @@ class AttributionCheck(InterpretationCallback):
     They go to TensorBoard as a TEXT table ``attribution_scores/<layer>/table`` (method by metric, median over
     units, each header saying whether lower or higher is better) and scalars
     ``attribution_scores/<layer>/<metric>/<method>``, into ``attribution.pt`` per unit, and onto the atlas.
+
+    Args:
+        layer: the layer name.
+        units: one unit, several, or ``None`` for all.
+        k: top examples attributed per unit.
+        n_check: inputs of the Captum cross-check.
+        check_units: units whose gradients are cross-checked (the first ones; ``None``: all).
+        ig_steps: integration steps of integrated gradients.
+        internal_batch_size: inputs per forward pass of integrated gradients.
+        tolerance: the largest accepted difference from Captum.
+        on_mismatch: ``"raise"`` or ``"warn"``.
+        sanity_check: run the model-randomization check.
+        sanity_units: units of the randomization check (the first ones; ``None``: all).
+        batch_size: batch size of the top-k mining.
+        methods: the attribution methods.
+        scores: the score settings, as above.
+        score_units: units scored (the first ones; ``None``: all).
+    split, dataset, every_n_epochs, run_on_train_end, on_error, progress: as for
+        :class:`~interp.callbacks.base.InterpretationCallback`.
+
+    Raises:
+        ValueError: an unknown ``on_mismatch``.
+        InterpError: an unknown method, score settings that do not work, or a negative ``score_units``.
     """
 
     result: AttributionSummary | None

@@ -43,8 +43,20 @@ def _range_text(units: list[int]) -> str:
 
 
 def check_units(owner: str, units: Any) -> Units:
-    """``units`` as given to a callback in Python: a unit number, a sequence of them, a range or
-    None. A string (config syntax such as ``"0-7"``) is refused with the Python spelling of it."""
+    """``units`` as given to a callback in Python: a unit number, a sequence of them, a range or None.
+
+    A string (config syntax such as ``"0-7"``) is refused with the Python spelling of it.
+
+    Args:
+        owner: names the callback in the message.
+        units: the value given.
+
+    Returns:
+        ``units`` unchanged.
+
+    Raises:
+        CallbackArgumentError: a string, bytes or a bool.
+    """
     if isinstance(units, (str, bytes)):
         from interp.config import parse_units
 
@@ -64,8 +76,17 @@ def check_units(owner: str, units: Any) -> Units:
 
 
 def dataset_of(data: Any, split: str = "train") -> Dataset | None:
-    """The map-style data set to interpret from ``data``: a Dataset as it is, or a datamodule's
-    ``interp_dataset(split)``, or the dataset of its ``<split>_dataloader()``."""
+    """The map-style data set to interpret from ``data``.
+
+    A Dataset as it is, or a datamodule's ``interp_dataset(split)``, or the dataset of its ``<split>_dataloader()``.
+
+    Args:
+        data: a Dataset, a datamodule or ``None``.
+        split: ``"train"``, ``"test"`` or ``"val"``.
+
+    Returns:
+        The data set, or ``None`` when there is none.
+    """
     if data is None or isinstance(data, Dataset):
         return data
     if hasattr(data, "interp_dataset"):
@@ -80,7 +101,15 @@ def dataset_of(data: Any, split: str = "train") -> Dataset | None:
 
 
 def trainer_data(trainer: L.Trainer, split: str) -> Dataset | None:
-    """The trainer's data for ``split``: its datamodule's, else its own train dataloader's."""
+    """The trainer's data for ``split``: its datamodule's, else its own train dataloader's.
+
+    Args:
+        trainer: the trainer.
+        split: ``"train"``, ``"test"`` or ``"val"``.
+
+    Returns:
+        The data set, or ``None``.
+    """
     if trainer.datamodule is not None:
         return dataset_of(trainer.datamodule, split)
     if split == "train" and trainer.train_dataloader is not None:
@@ -89,13 +118,30 @@ def trainer_data(trainer: L.Trainer, split: str) -> Dataset | None:
 
 
 def dataset_of_loader(loader: Any) -> Dataset | None:
+    """The data set of a DataLoader (the first one of a list or tuple of them).
+
+    Args:
+        loader: a DataLoader, or a list or tuple of them.
+
+    Returns:
+        Its ``dataset``, or ``None``.
+    """
     if isinstance(loader, (list, tuple)):
         loader = loader[0]
     return getattr(loader, "dataset", None)
 
 
 def find_callback(callbacks: Iterable[Any], cls: type[C], match: Callable[[C], bool]) -> C | None:
-    """The last callback of type ``cls`` among ``callbacks`` that has a result and satisfies ``match``."""
+    """The last callback of type ``cls`` among ``callbacks`` that has a result and satisfies ``match``.
+
+    Args:
+        callbacks: the callbacks to search.
+        cls: the callback class.
+        match: a test of a callback of that class.
+
+    Returns:
+        The callback, or ``None``.
+    """
     found = None
     for cb in callbacks:
         if isinstance(cb, cls) and cb.result is not None and match(cb):
@@ -177,8 +223,17 @@ class InterpretationCallback(Callback):
 
     # Running -----------------------------------------------------------------------------------
     def run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Any:
-        """Run now with the trainer's data and loggers, at the trainer's global step; a failure
-        follows ``on_error``."""
+        """Run now with the trainer's data and loggers, at the trainer's global step.
+
+        A failure follows ``on_error``.
+
+        Args:
+            trainer: the trainer.
+            pl_module: the model.
+
+        Returns:
+            What the step returned (also in ``result``), or ``None`` after a failure with ``on_error="warn"``.
+        """
         try:
             store = store_of(trainer)
             data = self.dataset
@@ -216,12 +271,26 @@ class InterpretationCallback(Callback):
         progress: bool | None = None,
         store: ResultStore | None = None,
     ) -> Any:
-        """Run the step on ``model`` without a trainer. ``data``: a Dataset or a datamodule (its
-        ``split`` set is read); ``reporter``: where pictures go (None: nowhere, only ``result``);
-        ``others``: callbacks given explicitly whose results this one may reuse; ``store``: the
-        run's results (:class:`~interp.store.ResultStore`, shared by the callbacks of one run: what
-        one computed, another reuses, in either order; None: a store of its own). The model runs in
-        eval mode with gradients on; its mode is restored after."""
+        """Run the step on ``model`` without a trainer.
+
+        The model runs in eval mode with gradients on; its mode is restored after.
+
+        Args:
+            model: the network.
+            data: a Dataset or a datamodule (its ``split`` set is read).
+            reporter: where pictures go (``None``: nowhere, only ``result``).
+            step: the global step the results are logged at.
+            others: callbacks given explicitly whose results this one may reuse.
+            progress: show progress bars; ``None``: the callback's ``progress``.
+            store: the run's results (:class:`~interp.store.ResultStore`, shared by the callbacks of one run: what one
+                computed, another reuses, in either order; ``None``: a store of its own).
+
+        Returns:
+            What the step returned (also in ``result``).
+
+        Raises:
+            ValueError: a callback that needs data got none.
+        """
         self.store = store if store is not None else ResultStore()
         dataset = self.dataset if self.dataset is not None else dataset_of(data, self.split)
         if self.needs_data and dataset is None:
@@ -255,19 +324,49 @@ class InterpretationCallback(Callback):
         others: list[Any],
         progress: bool,
     ) -> Any:  # pragma: no cover - every subclass overrides
+        """The step itself; every callback overrides it (the overrides inherit this documentation).
+
+        Args:
+            model: the network, in eval mode with gradients on.
+            dataset: the data set to interpret, or ``None`` for a callback that needs none.
+            reporter: where pictures, scalars and results go.
+            step: the global step they are logged at.
+            others: the run's other callbacks.
+            progress: show progress bars.
+
+        Returns:
+            The step's result.
+        """
         raise NotImplementedError
 
     # Checks before fitting -----------------------------------------------------------------------
     def example(self, model: torch.nn.Module, dataset: Dataset | None) -> torch.Tensor | None:
-        """One input of the model: its ``example_input_array``, else the first item of ``dataset``."""
+        """One input of the model: its ``example_input_array``, else the first item of ``dataset``.
+
+        Args:
+            model: the network.
+            dataset: the data set, or ``None``.
+
+        Returns:
+            The example batch, or ``None`` when there is neither.
+        """
         example = model_example(model)
         if example is None and dataset is not None and len(dataset) > 0:  # type: ignore[arg-type]
             example = example_input(dataset)
         return example
 
     def check(self, model: torch.nn.Module, data: Any = None) -> None:
-        """Check the layer, units and input shape against ``model`` before any work (``data``: a
-        Dataset or datamodule to take an example input from when the model has none)."""
+        """Check the layer, units and input shape against ``model`` before any work.
+
+        Warns when the model is a torchvision classifier that expects normalized images.
+
+        Args:
+            model: the network.
+            data: a Dataset or datamodule to take an example input from when the model has none.
+
+        Raises:
+            InterpError: an unknown layer or units out of range.
+        """
         from interp.models.normalized import looks_like_torchvision_classifier
 
         if looks_like_torchvision_classifier(model):
@@ -279,7 +378,15 @@ class InterpretationCallback(Callback):
         self.validate(model, self.example(model, dataset))
 
     def validate(self, model: torch.nn.Module, example: torch.Tensor | None) -> None:
-        """Refuse an unknown layer or out-of-range units (``InterpError``) before any work."""
+        """Refuse an unknown layer or out-of-range units before any work.
+
+        Args:
+            model: the network.
+            example: an input batch, or ``None`` (units are then not checked).
+
+        Raises:
+            InterpError: an unknown layer or units out of range.
+        """
         check_layer(model, self.layer)
         if example is not None and self.units is not None:
             resolve_units(model, self.layer, self.units, example)

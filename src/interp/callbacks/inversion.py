@@ -17,7 +17,19 @@ class Inversion(InterpretationCallback):
     """Invert ``n_examples`` examples of the ``split`` set (:func:`interp.steps.inversion`):
     ``interp/inversion/<layer>`` (originals above, reconstructions below) and the mean relative
     representation error ``interp/inversion/<layer>/relative_error``. ``result`` is a
-    :class:`~interp.optvis.Reconstruction`."""
+    :class:`~interp.optvis.Reconstruction`.
+
+    Args:
+        layer: the layer whose representation is inverted.
+        n_examples: number of examples (the first of the data set).
+        steps: optimization steps.
+        lr: Adam's learning rate.
+        lambda_tv: weight of the total variation.
+        lambda_alpha: weight of the alpha-norm.
+        seed: seeds the starts.
+    split, dataset, every_n_epochs, run_on_train_end, on_error, progress: as for
+        :class:`~interp.callbacks.base.InterpretationCallback`.
+    """
 
     result: Reconstruction | None
 

@@ -15,7 +15,16 @@ from interp.steps.projector import Embedding, embedding_projector
 class EmbeddingProjector(InterpretationCallback):
     """The activations of ``layer`` for ``n`` examples of the ``split`` set in TensorBoard's
     projector and as a t-SNE scatter (:func:`interp.steps.embedding_projector`). ``result`` is an
-    :class:`~interp.steps.Embedding`."""
+    :class:`~interp.steps.Embedding`.
+
+    Args:
+        layer: the layer name.
+        n: number of examples (the first of the data set).
+        tsne: also draw the t-SNE scatter.
+        seed: t-SNE's random state.
+    split, dataset, every_n_epochs, run_on_train_end, on_error, progress: as for
+        :class:`~interp.callbacks.base.InterpretationCallback`.
+    """
 
     result: Embedding | None
 

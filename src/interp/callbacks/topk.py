@@ -88,9 +88,20 @@ class TopKExamples(InterpretationCallback):
 
 
 def examples_from(others: list[Any], layer: str, k: int = 1, dataset: Dataset | None = None) -> Examples | None:
-    """The top-k a :class:`TopKExamples` of the run mined on ``layer`` (maxima over positions, at
-    least ``k`` examples), when it mined ``dataset`` (its indices point into that data set; any data
-    set when None: only the values are used then)."""
+    """The top-k a :class:`TopKExamples` of the run mined on ``layer``, when it fits.
+
+    It fits with maxima over positions, at least ``k`` examples, and when it mined ``dataset`` (its indices point into
+    that data set; any data set when ``None``: only the values are used then).
+
+    Args:
+        others: the run's callbacks.
+        layer: the layer name.
+        k: examples needed per unit.
+        dataset: the data set the indices must point into, or ``None``.
+
+    Returns:
+        The examples, or ``None``.
+    """
     topk = find_callback(others, TopKExamples, lambda cb: cb.layer == layer and cb.spatial == "max" and cb.k >= k)
     if topk is None or topk.result is None or (dataset is not None and topk.result.dataset is not dataset):
         return None

@@ -29,7 +29,11 @@ _ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 def default_face_image_path() -> Path:
-    """The face photo shipped with the package (astronaut Eileen Collins, NASA, 256x256 PNG)."""
+    """The face photo shipped with the package (astronaut Eileen Collins, NASA, 256x256 PNG).
+
+    Returns:
+        Its path.
+    """
     return _ASSETS / "astronaut.png"
 
 
@@ -48,6 +52,12 @@ def open_image(path: str | os.PathLike) -> Image.Image:
 
     The caller must close the image (``with open_image(p) as img``). A picture with more pixels
     than ``PIL.Image.MAX_IMAGE_PIXELS`` is refused even where PIL would only warn.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        The open (lazily decoded) PIL image.
 
     Raises:
         DataNotFoundError: no such file.
@@ -85,8 +95,14 @@ def _one_line(exc: BaseException) -> str:
 
 
 def upright(img: Image.Image) -> Image.Image:
-    """``img`` turned as its EXIF ``Orientation`` tag says (a phone photo taken sideways comes out
-    upright); an image without the tag, or with EXIF data PIL cannot parse, is returned as stored."""
+    """``img`` turned as its EXIF ``Orientation`` tag says (a phone photo taken sideways comes out upright).
+
+    Args:
+        img: a PIL image.
+
+    Returns:
+        The turned image; ``img`` itself without the tag, or with EXIF data PIL cannot parse.
+    """
     try:
         if img.getexif().get(_ORIENTATION, 1) in (None, 1):
             return img  # the common case: no copy
@@ -118,6 +134,9 @@ def load_image(
         mode: ``"RGB"`` (3 channels; grayscale repeated) or ``"L"`` (1 channel, luma).
         background: the gray level in [0, 1] that transparent pixels show (1.0 white, 0.0 black).
 
+    Returns:
+        The image, (C, H, W) float32 in [0, 1].
+
     Raises:
         DataNotFoundError (a FileNotFoundError): no such file.
         ImageReadError (a ValueError): a folder, an unreadable file, not an image, a truncated
@@ -141,7 +160,18 @@ def load_image(
 
 
 def resize(image: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
-    """Antialiased bilinear resize of a (..., C, H, W) image in [0, 1]; an int sets the shorter side."""
+    """Antialiased bilinear resize of an image in [0, 1].
+
+    Args:
+        image: (..., C, H, W).
+        size: an int sets the shorter side (keeping the aspect ratio); ``(height, width)`` the exact size.
+
+    Returns:
+        The resized image, clamped to [0, 1].
+
+    Raises:
+        ValueError: a size that is neither an int nor a pair.
+    """
     target = [int(size)] if isinstance(size, int) else [int(s) for s in size]
     if len(target) not in (1, 2):
         raise ValueError(f"size must be an int or (height, width), got {size!r}")
@@ -153,6 +183,13 @@ class FaceTransform:
 
     The VGGFace2 authors' evaluation protocol is 256 then a 224 centre crop. Works on tensors
     (..., C, H, W) in [0, 1].
+
+    Args:
+        resize_to: the shorter side after the resize.
+        crop: the side of the centre crop.
+
+    Raises:
+        ValueError: ``crop > resize_to``.
     """
 
     def __init__(self, resize_to: int = 256, crop: int = 224):
@@ -169,7 +206,15 @@ class FaceTransform:
 
 
 def face_transform(resize_to: int = 256, crop: int = 224) -> FaceTransform:
-    """The VGGFace2 test-time transform: shorter side to 256, centre crop 224."""
+    """The VGGFace2 test-time transform: shorter side to 256, centre crop 224.
+
+    Args:
+        resize_to: the shorter side after the resize.
+        crop: the side of the centre crop.
+
+    Returns:
+        The transform.
+    """
     return FaceTransform(resize_to, crop)
 
 
@@ -192,7 +237,14 @@ class ImageFolderDataset(Dataset):
     listed in :attr:`skipped`. A file whose header reads but whose pixels are truncated fails
     later, when its item is read, with an :class:`~interp.errors.ImageReadError` naming it.
 
+    Args:
+        folder: the folder of images.
+        transform: applied to each image (C, H, W) in [0, 1] when it is read.
+        recursive: also read the subfolders (and take them as classes when every image lies in one).
+        mode: ``"RGB"`` or ``"L"``, as for :func:`load_image`.
+
     Raises:
+        ValueError: an unknown ``mode``.
         DataNotFoundError (a FileNotFoundError): the folder does not exist.
         DataError (a ValueError): the path is a file, or the folder holds no image files.
         ImageReadError (a ValueError): none of the image files can be read.
@@ -264,13 +316,19 @@ class ImageFolderDataset(Dataset):
 
 
 def label_reader(dataset: Any) -> Callable[[int], int | None] | None:
-    """How to read the class label of item ``i`` of ``dataset``, when the data set declares its
-    labels itself; None when it does not (the second element of an item is then its label).
+    """How to read the class label of item ``i`` of ``dataset``, when the data set declares its labels itself.
 
     A data set declares its labels with a ``targets`` attribute (torchvision's convention): a
     sequence of class numbers, one per item, or None for a data set without labels, such as an
     :class:`ImageFolderDataset` of a folder without class subfolders (whose items' second element
     is an index, not a label). ``torch.utils.data.Subset`` is looked through.
+
+    Args:
+        dataset: the data set.
+
+    Returns:
+        ``read(i) -> label or None``; ``None`` when the data set has no ``targets`` (the second element of an item is
+        then its label).
     """
     if isinstance(dataset, Subset):
         inner = label_reader(dataset.dataset)
@@ -294,7 +352,14 @@ def label_reader(dataset: Any) -> Callable[[int], int | None] | None:
 
 
 def class_names(dataset: Any) -> list[str] | None:
-    """The names of the classes of ``dataset`` (its ``classes``; through a ``Subset``), if it has them."""
+    """The names of the classes of ``dataset`` (its ``classes``; through a ``Subset``), if it has them.
+
+    Args:
+        dataset: the data set.
+
+    Returns:
+        The names as strings, or ``None``.
+    """
     while isinstance(dataset, Subset):
         dataset = dataset.dataset
     names = getattr(dataset, "classes", None)

@@ -32,7 +32,11 @@ DATA_DIR_ENV = "INTERP_DATA_DIR"
 
 
 def default_data_root() -> str:
-    """The data root: ``$INTERP_DATA_DIR`` if set, else ``./data``."""
+    """The data root.
+
+    Returns:
+        ``$INTERP_DATA_DIR`` if set, else ``./data``.
+    """
     return os.environ.get(DATA_DIR_ENV) or "./data"
 
 
@@ -59,6 +63,13 @@ def _read_bytes(path: Path) -> bytes:
 def read_idx(path: str | os.PathLike, kind: str) -> torch.Tensor:
     """Read one MNIST IDX file (or its ``.gz``): ``kind`` ``"images"`` gives uint8 [N, H, W],
     ``"labels"`` gives int64 [N] with values 0-9.
+
+    Args:
+        path: the file.
+        kind: ``"images"`` or ``"labels"``.
+
+    Returns:
+        The images or the labels.
 
     Raises:
         DataError: the file cannot be read, is truncated or too long, has a magic number other
@@ -107,6 +118,14 @@ def load_mnist(root: str | os.PathLike | None = None, train: bool = True, downlo
     The IDX files are read from ``<root>/MNIST/raw/`` (plain or ``.gz``). A missing data set is
     downloaded with torchvision's own downloader when ``download`` is true.
 
+    Args:
+        root: the data root; ``None``: :func:`default_data_root`.
+        train: the training split (60,000 images) or the test split (10,000).
+        download: download a missing data set.
+
+    Returns:
+        ``(images, labels)``.
+
     Raises:
         DataNotFoundError: the files are missing and could not be downloaded (no network); names
             the folder and the files expected there.
@@ -146,6 +165,13 @@ class TensorImageDataset(Dataset):
     ``__getitems__`` makes the DataLoader fetch a whole batch with one indexing operation; with
     :func:`collate_batch` the batch passes through unchanged. Items are ``(image, label)`` with
     the image as float in [0, 1].
+
+    Args:
+        images: the images, uint8 (0..255) or float in [0, 1], ``[N, ...]``.
+        labels: one label per image.
+
+    Raises:
+        ValueError: a number of labels other than the number of images.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):
@@ -170,7 +196,14 @@ class TensorImageDataset(Dataset):
 
 
 def collate_batch(batch):
-    """Collate for :class:`TensorImageDataset`: a batch fetched by ``__getitems__`` is already stacked."""
+    """Collate for :class:`TensorImageDataset`: a batch fetched by ``__getitems__`` is already stacked.
+
+    Args:
+        batch: the ``(images, labels)`` of ``__getitems__``, or a list of ``(image, label)`` items.
+
+    Returns:
+        ``(images, labels)``, stacked.
+    """
     if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], torch.Tensor):
         return batch
     images, labels = zip(*batch)
@@ -178,7 +211,17 @@ def collate_batch(batch):
 
 
 def tensor_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, **kwargs) -> DataLoader:
-    """A DataLoader over a :class:`TensorImageDataset` (or a Subset of one) that slices batches."""
+    """A DataLoader over a :class:`TensorImageDataset` (or a Subset of one) that slices batches.
+
+    Args:
+        dataset: the data set.
+        batch_size: the batch size.
+        shuffle: shuffle every epoch.
+        **kwargs: passed to ``DataLoader``.
+
+    Returns:
+        The loader.
+    """
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_batch, **kwargs)
 
 
@@ -257,7 +300,14 @@ class MNISTDataModule(L.LightningDataModule):
 
     # What interpretation callbacks use (any datamodule may offer these two).
     def interp_dataset(self, split: str = "train") -> Dataset:
-        """The data set that interpretation mines: ``train`` (all 60,000) or ``test``."""
+        """The data set that interpretation mines.
+
+        Args:
+            split: ``"train"`` (the whole training set, validation images included) or ``"test"``.
+
+        Returns:
+            The data set (set up on first use).
+        """
         if self.full_train_set is None:
             self.setup()
         return self._ready(self.full_train_set if split == "train" else self.test_set)

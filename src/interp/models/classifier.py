@@ -60,7 +60,11 @@ class ImageClassifier(L.LightningModule):
                 raise InterpError(f"model.{key}: {v!r} must be a whole number from 1 to {self.MAX_WIDTH}")
 
     def setup_metrics(self, num_classes: int) -> None:
-        """Create the metrics; call from the subclass's ``__init__``."""
+        """Create the accuracy and loss metrics; call from the subclass's ``__init__``.
+
+        Args:
+            num_classes: number of classes.
+        """
         self.train_acc = MulticlassAccuracy(num_classes)
         self.train_loss = MeanMetric()
         self.val_acc = MulticlassAccuracy(num_classes)

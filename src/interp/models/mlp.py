@@ -19,7 +19,12 @@ MNIST_STD = 0.3081
 
 
 class Normalize(nn.Module):
-    """``(x - mean) / std`` per channel, with mean and std as buffers (they follow ``.to()``)."""
+    """``(x - mean) / std`` per channel, with mean and std as buffers (they follow ``.to()``).
+
+    Args:
+        mean: one value, or one per channel.
+        std: one value, or one per channel.
+    """
 
     mean: torch.Tensor
     std: torch.Tensor

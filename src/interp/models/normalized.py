@@ -56,7 +56,14 @@ class Normalized(nn.Module):
 
     @classmethod
     def imagenet(cls, model: nn.Module) -> Normalized:
-        """``model`` behind the ImageNet statistics (torchvision's classifiers, most pretrained CNNs)."""
+        """``model`` behind the ImageNet statistics (torchvision's classifiers, most pretrained CNNs).
+
+        Args:
+            model: the network, which expects ImageNet-normalized inputs.
+
+        Returns:
+            The wrapped model, which takes images in [0, 1].
+        """
         return cls(model, IMAGENET_MEAN, IMAGENET_STD)
 
     def forward(self, x: torch.Tensor, *args, **kwargs):
@@ -78,6 +85,12 @@ def looks_like_torchvision_classifier(model: nn.Module) -> bool:
     wrap it with :meth:`Normalized.imagenet`. False for a :class:`Normalized` model, for
     torchvision's detection, segmentation, video and optical-flow models, and for other models.
     Needs no torchvision import: it looks at where the model's class is defined.
+
+    Args:
+        model: the network.
+
+    Returns:
+        Whether it looks like such a classifier.
     """
     if isinstance(model, Normalized):
         return False

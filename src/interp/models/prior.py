@@ -39,14 +39,26 @@ _FORMAT = 2  # bump when the architecture or training changes: old cache files t
 
 
 def default_cache_dir() -> Path:
-    """``$INTERP_CACHE_DIR/priors`` if set, else ``~/.cache/interp/priors``."""
+    """Where trained priors are kept.
+
+    Returns:
+        ``$INTERP_CACHE_DIR/priors`` if the variable is set, else ``~/.cache/interp/priors``.
+    """
     root = os.environ.get(CACHE_ENV)
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "interp") / "priors"
 
 
 class ImageDecoder(nn.Module):
-    """``z [B, latent_dim] -> images [B, C, H, W]`` in [0, 1] (a plain ``nn.Module``: an MLP
-    with two hidden ReLU layers and a sigmoid). ``logits(z)`` gives the values before the sigmoid."""
+    """``z [B, latent_dim] -> images [B, C, H, W]`` in [0, 1].
+
+    A plain ``nn.Module``: an MLP with two hidden ReLU layers and a sigmoid. ``logits(z)`` gives the values before the
+    sigmoid.
+
+    Args:
+        latent_dim: size of the code.
+        hidden: width of the hidden layers.
+        image_shape: (C, H, W) of the images.
+    """
 
     def __init__(self, latent_dim: int, hidden: int, image_shape: Sequence[int]):
         super().__init__()
@@ -61,6 +73,14 @@ class ImageDecoder(nn.Module):
         )
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoded values before the sigmoid.
+
+        Args:
+            z: codes, [B, latent_dim].
+
+        Returns:
+            The logits, [B, C, H, W].
+        """
         return self.net(z).reshape(z.shape[0], *self.image_shape)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -126,7 +146,14 @@ class ImagePrior(L.LightningModule):
         self.fit_seconds: float | None = None
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance of q(z | x), each [B, latent_dim]."""
+        """Mean and log-variance of q(z | x) (the log-variance clamped to [-10, 10]).
+
+        Args:
+            x: images in [0, 1], [B, C, H, W].
+
+        Returns:
+            ``(mean, log_variance)``, each [B, latent_dim].
+        """
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar.clamp(-10.0, 10.0)
 
@@ -135,15 +162,41 @@ class ImagePrior(L.LightningModule):
         return self.decoder(self.encode(x)[0])
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images decoded from codes.
+
+        Args:
+            z: codes, [B, latent_dim].
+
+        Returns:
+            The images in [0, 1], [B, C, H, W].
+        """
         return self.decoder(z)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` images decoded from z ~ N(0, I)."""
+        """``n`` images decoded from z ~ N(0, I).
+
+        Args:
+            n: number of images.
+            generator: draws the codes (on the CPU); ``None``: the global stream.
+
+        Returns:
+            The images in [0, 1], [n, C, H, W], on the model's device.
+        """
         z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
         return self.decoder(z)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The VAE's loss: mean over the batch of the summed binary cross-entropy plus ``beta`` times the KL term.
+
+        The code is drawn with the reparameterization trick (from the global random stream).
+
+        Args:
+            x: images in [0, 1], [B, C, H, W].
+
+        Returns:
+            The scalar loss.
+        """
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         recon = F.binary_cross_entropy_with_logits(self.decoder.logits(z), x, reduction="none").flatten(1).sum(1)
@@ -189,6 +242,15 @@ def training_images(data) -> torch.Tensor:
 
     ``data`` is a tensor, a ``Dataset`` of images or ``(image, ...)`` items, a ``DataLoader``, or a
     LightningDataModule (its ``train_set`` when it has one, else its training loader's data set).
+
+    Args:
+        data: the data, as above (a 3-D tensor gets a channel axis).
+
+    Returns:
+        The images.
+
+    Raises:
+        ValueError: no images, or images that are not [N, C, H, W].
     """
     if isinstance(data, torch.Tensor):
         images = data
@@ -222,8 +284,17 @@ def _dataset_images(dataset) -> torch.Tensor:
 
 
 def data_fingerprint(images: torch.Tensor, n: int = 1024) -> str:
-    """SHA-256 of the size, shape and dtype of ``images`` and of the bytes of its first ``n`` images
-    and ``n`` more spread evenly over the rest."""
+    """SHA-256 of the size, shape and dtype of ``images`` and of the bytes of some of them.
+
+    The first ``n`` images and ``n`` more spread evenly over the rest.
+
+    Args:
+        images: the images, [N, ...].
+        n: how many images of each part to hash.
+
+    Returns:
+        The hexadecimal digest.
+    """
     h = hashlib.sha256()
     h.update(f"{tuple(images.shape)}|{images.dtype}".encode())
     count = images.shape[0]
@@ -262,7 +333,11 @@ def train_prior(
         accelerator: Lightning's accelerator (``"cpu"`` by default: the model is tiny).
         use_cache: ``False`` trains and overwrites the cache file.
 
-    Returns the prior in eval mode, with ``cache_path``, ``from_cache`` and ``fit_seconds`` set.
+    Returns:
+        The prior in eval mode, with ``cache_path``, ``from_cache`` and ``fit_seconds`` set.
+
+    Raises:
+        ValueError: ``data`` holds no images [N, C, H, W].
     """
     images = training_images(data)
     config = {

@@ -65,6 +65,14 @@ class CaffePreprocess(nn.Module):
     conversions. There is no division by a standard deviation. The mean is a buffer (it follows
     ``.to()``) but is not saved in the ``state_dict``, which stays the plain set of weight
     tensors of the published files.
+
+    Args:
+        channel_order: ``"BGR"`` or ``"RGB"``, the order the weights expect.
+        mean_bgr: the mean B, G, R on the 0-255 scale.
+        scale: the factor from [0, 1] to the network's scale.
+
+    Raises:
+        ValueError: an unknown channel order.
     """
 
     mean_bgr: torch.Tensor
@@ -79,7 +87,14 @@ class CaffePreprocess(nn.Module):
         self.set_channel_order(channel_order)
 
     def set_channel_order(self, channel_order: str) -> None:
-        """Switch the channel order fed to the network (and the order of the mean with it)."""
+        """Switch the channel order fed to the network (and the order of the mean with it).
+
+        Args:
+            channel_order: ``"BGR"`` or ``"RGB"``.
+
+        Raises:
+            ValueError: an unknown channel order.
+        """
         order = _check_channel_order(channel_order)
         mean = self.mean_bgr if order == "BGR" else self.mean_bgr.flip(0)
         self.mean.copy_(mean.reshape(1, 3, 1, 1))
@@ -94,7 +109,14 @@ class CaffePreprocess(nn.Module):
         return x - self.mean
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        """Map a network input back to RGB in [0, 1] (no clamping)."""
+        """Map a network input back to RGB in [0, 1] (no clamping).
+
+        Args:
+            y: network inputs, (N, 3, H, W).
+
+        Returns:
+            The RGB images.
+        """
         x = y + self.mean
         if self.channel_order == "BGR":
             x = x.flip(1)
@@ -110,6 +132,11 @@ class Bottleneck(nn.Module):
 
     Each ReLU is its own (not in-place) module, so ``relu1``, ``relu2`` and ``relu3`` (after the
     residual add, i.e. the block output) are clean hook points that fire once per forward.
+
+    Args:
+        in_channels: input channels.
+        planes: channels of the 1x1 reduce and the 3x3 conv; the output has ``4 * planes``.
+        stride: the stride of the first 1x1 convolution.
     """
 
     expansion = 4
@@ -213,7 +240,14 @@ class VGGFace2ResNet50(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The layer4 feature map ``[N, 2048, h, w]`` (7x7 at a 224 input)."""
+        """The layer4 feature map (7x7 at a 224 input).
+
+        Args:
+            x: RGB images in [0, 1], ``[N, 3, H, W]``.
+
+        Returns:
+            The feature map, ``[N, 2048, h, w]``.
+        """
         x = self.preprocess(x)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer1(x)
@@ -222,7 +256,14 @@ class VGGFace2ResNet50(nn.Module):
         return self.layer4(x)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """The 2048-d pooled descriptor before ``fc`` (``pool5``), not normalized: ``[N, 2048]``."""
+        """The 2048-d pooled descriptor before ``fc`` (``pool5``), not normalized.
+
+        Args:
+            x: RGB images in [0, 1], ``[N, 3, H, W]``.
+
+        Returns:
+            The descriptors, ``[N, 2048]``.
+        """
         return torch.flatten(self.avgpool(self.forward_features(x)), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

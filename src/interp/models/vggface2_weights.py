@@ -72,7 +72,14 @@ class UnsafePickleError(WeightsError):
 
 @dataclass(frozen=True)
 class WeightsInfo:
-    """What :func:`load_into` loaded: the file, its format, its channel order and tensor count."""
+    """What :func:`load_into` loaded.
+
+    Attributes:
+        path: the weight file.
+        fmt: its container and naming scheme (as :func:`load_vggface2_weights` names them).
+        file_channel_order: the input channel order the file's weights expect (``"BGR"`` or ``"RGB"``).
+        num_tensors: number of tensors loaded.
+    """
 
     path: str
     fmt: str
@@ -226,7 +233,14 @@ def _to_tensor(key: str, value, path: Path) -> torch.Tensor:
 
 
 def flip_channel_order(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Swap the R and B input channels of ``conv1`` (BGR weights <-> RGB weights); a new dict."""
+    """Swap the R and B input channels of ``conv1`` (BGR weights <-> RGB weights).
+
+    Args:
+        state_dict: the weights, with torchvision's names.
+
+    Returns:
+        A new dict; only ``conv1.weight`` is a new tensor.
+    """
     out = dict(state_dict)
     out[_CONV1] = state_dict[_CONV1].flip(1).contiguous()
     return out
@@ -240,8 +254,18 @@ def load_vggface2_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tens
     weights expect as stored in the file (``"BGR"`` or ``"RGB"``). ``fmt`` names the container
     and the naming scheme: ``"pickle:torchvision"`` (cydonia999), ``"torch-legacy:dag"`` /
     ``"torch-zip:dag"`` (Albanie), ``"...:mmdnn"``, ``"...:torchvision"`` (a state dict of this
-    model) or ``"...:interp"`` (written by :func:`save_weights`). Raises :class:`WeightsError`
-    for anything else. The dict is not checked against a model: :func:`load_into` does that.
+    model) or ``"...:interp"`` (written by :func:`save_weights`). The dict is not checked against a model:
+    :func:`load_into` does that.
+
+    Args:
+        path: the weight file.
+
+    Returns:
+        ``(state_dict, channel_order, fmt)``.
+
+    Raises:
+        WeightsError: a file that is none of the formats above, holds no weight tensors, or names an unknown channel
+            order (and the errors of reading it: a missing file, an unsafe pickle).
     """
     path = Path(path).expanduser()
     obj, container = _read_file(path)
@@ -286,7 +310,16 @@ def _limited(items: list[str], limit: int = 12) -> str:
 
 
 def check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str = "the weights") -> None:
-    """Raise one :class:`WeightsError` listing every missing, unexpected and mis-shaped tensor."""
+    """Check that ``state_dict`` fits ``model`` exactly (``num_batches_tracked`` aside).
+
+    Args:
+        model: the network.
+        state_dict: the weights to load.
+        source: names the weights in the message.
+
+    Raises:
+        WeightsError: one error listing every missing, unexpected and mis-shaped tensor, with hints.
+    """
     expected = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -316,7 +349,17 @@ def load_into(model: nn.Module, path: str | os.PathLike) -> WeightsInfo:
 
     The weights are converted to the model's declared channel order (conv1 flipped when the
     file's order differs), so afterwards the model takes RGB images in [0, 1] and its
-    ``state_dict()`` is in the model's convention. Returns a :class:`WeightsInfo`.
+    ``state_dict()`` is in the model's convention.
+
+    Args:
+        model: the network (its ``preprocess`` module declares the channel order).
+        path: the weight file.
+
+    Returns:
+        What was loaded.
+
+    Raises:
+        WeightsError: a file that cannot be read or does not fit the model.
     """
     state, file_order, fmt = load_vggface2_weights(path)
     check_state_dict(model, state, source=f"the weights in {path}")
@@ -337,7 +380,12 @@ def _channel_order(model: nn.Module) -> str:
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> None:
-    """Save the weights with their channel order (``{"state_dict", "channel_order"}``), zip format."""
+    """Save the weights with their channel order (``{"state_dict", "channel_order"}``), zip format.
+
+    Args:
+        model: the network (its ``preprocess`` module declares the channel order).
+        path: the file to write.
+    """
     state = collections.OrderedDict(
         (k, v.detach().cpu()) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")
     )

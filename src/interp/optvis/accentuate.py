@@ -64,6 +64,13 @@ class SeededImage(nn.Module):
     The offset is a :class:`~interp.optvis.param.FourierBasis` initialized to zero (so step 0 is
     exactly the seed); the clamp to [0, 1] passes gradients straight through.
 
+    Args:
+        images: the seed images, [B, C, H, W] or [C, H, W], in [0, 1] (uint8 images are scaled from 0..255).
+        decay_power: 1/f^decay scaling of the Fourier offset.
+
+    Raises:
+        ValueError: images of another rank, or values outside [0, 1].
+
     >>> seed = torch.rand(2, 1, 8, 8)
     >>> bool(torch.equal(SeededImage(seed)(), seed))
     True
@@ -98,9 +105,19 @@ def _as_batch(images: torch.Tensor) -> torch.Tensor:
 
 
 def first_layer(model: nn.Module) -> str:
-    """The name of the model's first layer: the first module without children in
-    ``named_modules`` order (``normalize`` for the MNIST MLP, ``preprocess`` for the VGGFace2
-    ResNet-50, ``conv1`` for a plain ResNet)."""
+    """The name of the model's first layer: the first module without children in ``named_modules`` order.
+
+    ``normalize`` for the MNIST MLP, ``preprocess`` for the VGGFace2 ResNet-50, ``conv1`` for a plain ResNet.
+
+    Args:
+        model: the network.
+
+    Returns:
+        The layer name.
+
+    Raises:
+        ValueError: the model has no module without children.
+    """
     for name, module in model.named_modules():
         if name and next(module.children(), None) is None:
             return name
@@ -163,6 +180,10 @@ def accentuate(
         thresholds: steps at which to keep the images (default: the last).
         decay_power: 1/f^decay scaling of the Fourier offset.
         progress: show a tqdm bar.
+
+    Returns:
+        An :class:`Accentuation`: the images at each threshold, the loss history, the seed images, and the
+        objective and the distance at ``reg_layer`` for the seeds and the results (CPU).
     """
     objective = obj.as_objective(objective)
     device = model_device(model)

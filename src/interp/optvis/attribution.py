@@ -27,19 +27,37 @@ METHODS = ("ig", "saliency", "deeplift", "occlusion", "gradcam", "lrp")
 
 @dataclass
 class Agreement:
-    """Largest absolute differences between our captured values and Captum's."""
+    """Largest absolute differences between our captured values and Captum's (:func:`agreement`).
+
+    Attributes:
+        activation_maxdiff: largest difference of the layer's activations.
+        grad_maxdiff: largest difference of the units' input gradients.
+    """
 
     activation_maxdiff: float
     grad_maxdiff: float
 
     def ok(self, tolerance: float = 1e-5) -> bool:
+        """Whether both differences are within ``tolerance``.
+
+        Args:
+            tolerance: the largest accepted absolute difference.
+
+        Returns:
+            ``True`` when the activations and the gradients agree.
+        """
         return self.activation_maxdiff <= tolerance and self.grad_maxdiff <= tolerance
 
 
 @dataclass
 class Attributions:
-    """What :func:`neuron_attributions` returns: ``maps`` shaped like the inputs (CPU) and, for
-    integrated gradients, the relative completeness error per input (``None`` for saliency)."""
+    """What :func:`neuron_attributions` returns.
+
+    Attributes:
+        maps: the attribution maps, shaped like the inputs (CPU).
+        completeness: for integrated gradients, the relative completeness error per input; ``None`` for the other
+            methods.
+    """
 
     maps: torch.Tensor
     completeness: torch.Tensor | None
@@ -47,17 +65,29 @@ class Attributions:
 
 @dataclass
 class RandomizationCheck:
-    """Mean Spearman correlations of |attribution| maps (Adebayo et al. 2018): trained model vs
-    randomized model (``randomized``; low is good) and trained vs trained (``same_model``, the
-    reference for how similar two maps of one model are)."""
+    """Mean Spearman correlations of |attribution| maps (Adebayo et al. 2018), from :func:`randomization_check`.
+
+    Attributes:
+        randomized: trained model vs randomized model (low is good).
+        same_model: trained vs trained, the reference for how similar two maps of one model are.
+    """
 
     randomized: float
     same_model: float
 
 
 def agreement(model: nn.Module, layer: str, inputs: torch.Tensor, units: list[int]) -> Agreement:
-    """Max absolute differences between our and Captum's activations (all units) and unit input
-    gradients (each of ``units``) on ``inputs``."""
+    """Max absolute differences between our and Captum's activations and unit input gradients.
+
+    Args:
+        model: the network (run frozen, in eval mode).
+        layer: the layer name.
+        inputs: the inputs, ``[N, ...]``.
+        units: the units whose input gradients are compared (all units' activations are).
+
+    Returns:
+        The two largest differences.
+    """
     from captum.attr import LayerActivation, NeuronGradient
 
     device = model_device(model)
@@ -101,7 +131,7 @@ def neuron_attributions(
     internal_batch_size: int = 256,
     baseline: float = 0.0,
 ) -> Attributions:
-    """Attribution maps of ``unit`` for ``inputs``, shaped like the inputs (Captum computes them):
+    """Attribution maps of ``unit`` for ``inputs``, shaped like the inputs (Captum computes them).
 
     * ``ig``: integrated gradients from a constant ``baseline`` image; the result also holds the
       relative completeness error per input, ``|sum(attr) - (f(x) - f(b))| / |f(x) - f(b)|``;
@@ -112,6 +142,23 @@ def neuron_attributions(
     * ``gradcam``: Grad-CAM at the unit's own (conv) layer, upsampled to the input size;
     * ``lrp``: layer-wise relevance propagation through Zennit (``EpsilonPlusFlat`` with canonizers), started at the
       unit (:func:`interp.optvis.lrp.lrp_attributions`; needs ``interp[eval]``).
+
+    Args:
+        model: the network (run frozen, in eval mode).
+        layer: the unit's layer.
+        unit: the unit (Linear) or channel (conv: its spatial mean) index.
+        inputs: the inputs, ``[N, ...]``.
+        method: one of :data:`METHODS`.
+        n_steps: integration steps of ``ig``.
+        internal_batch_size: inputs per forward pass of ``ig``.
+        baseline: the constant baseline of ``ig``, ``deeplift`` and ``occlusion``.
+
+    Returns:
+        The maps (CPU) and, for ``ig``, the completeness errors.
+
+    Raises:
+        ValueError: an unknown method, Grad-CAM on a layer without spatial axes, or DeepLift on a model it
+            cannot run on.
     """
     from captum.attr import NeuronGradient, NeuronIntegratedGradients
 
@@ -183,7 +230,15 @@ def _average_ranks(v: torch.Tensor) -> torch.Tensor:
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Spearman rank correlation of two tensors of the same size (ties averaged)."""
+    """Spearman rank correlation of two tensors of the same size (ties averaged).
+
+    Args:
+        a: values of any shape.
+        b: values with as many elements.
+
+    Returns:
+        The correlation; 0.0 where either side is constant.
+    """
     ra, rb = _average_ranks(a.flatten().double()), _average_ranks(b.flatten().double())
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denom = (ra.norm() * rb.norm()).item()
@@ -191,9 +246,17 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def randomization_seed(seed: int) -> int:
-    """The seed that :func:`randomized_copy` re-initializes with for ``seed``: a fixed 63-bit mix of it, not the
-    caller's ``seed`` itself (a model built right after ``torch.manual_seed(seed)`` and re-initialized from that
-    same seed would get its original weights back)."""
+    """The seed that :func:`randomized_copy` re-initializes with for ``seed``.
+
+    A fixed 63-bit mix of it, not the caller's ``seed`` itself (a model built right after ``torch.manual_seed(seed)``
+    and re-initialized from that same seed would get its original weights back).
+
+    Args:
+        seed: the caller's seed.
+
+    Returns:
+        A positive seed below ``2**63``.
+    """
     return (int(seed) * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % (2**63 - 1) + 1
 
 
@@ -202,15 +265,23 @@ def _own_parameters(module: nn.Module) -> list[torch.Tensor]:
 
 
 def randomized_copy(model: nn.Module, seed: int = 0, attempts: int = 4) -> nn.Module:
-    """A copy of ``model`` with the weights of every layer re-initialized at once (the
-    "all at once" variant of Adebayo et al.'s model randomization), by each layer's own
-    ``reset_parameters``.
+    """A copy of ``model`` with the weights of every layer re-initialized at once.
 
+    The "all at once" variant of Adebayo et al.'s model randomization, by each layer's own ``reset_parameters``.
     The layers are reset in ``modules()`` order from one stream seeded with :func:`randomization_seed` ``(seed)``,
     not with ``seed`` itself (which would give back the weights of a model built right after
     ``torch.manual_seed(seed)``). A layer whose parameters still equal the original ones afterwards is reset again
     from the next seeds, up to ``attempts`` times: one whose reset is not random (a norm layer at its initial
-    values) stays as it is. The global random stream is left as it was."""
+    values) stays as it is. The global random stream is left as it was.
+
+    Args:
+        model: the network (not modified).
+        seed: the randomization seed.
+        attempts: how many more resets a layer whose parameters did not change gets.
+
+    Returns:
+        The randomized copy.
+    """
     clone = copy.deepcopy(model)
     layers = [
         (m, _own_parameters(m))
@@ -242,13 +313,28 @@ def randomization_check(
     trained: torch.Tensor | None = None,
     **kwargs: Any,
 ) -> RandomizationCheck:
-    """Mean Spearman correlation over ``inputs`` of |attribution| maps: trained vs randomized
-    model (``randomized``), and, as a reference, two attributions of the trained model (IG with
-    ``n_steps`` vs half as many; for saliency, the maps against themselves on the inputs plus
-    tiny noise) (``same_model``).
+    """Mean Spearman correlation over ``inputs`` of |attribution| maps of the trained and a randomized model.
+
+    Trained vs randomized model (``randomized``), and, as a reference, two attributions of the trained model (IG with
+    ``n_steps`` vs half as many; for the other methods, the maps against those of the inputs plus tiny noise)
+    (``same_model``).
 
     Checking many units: pass the same ``randomized`` model (``randomized_copy(model)``) to each
     call, and the trained model's ``trained`` maps when they are already computed.
+
+    Args:
+        model: the trained network.
+        layer: the unit's layer.
+        unit: the unit index.
+        inputs: the inputs, ``[N, ...]``.
+        method: an attribution method of :data:`METHODS`.
+        seed: seed of the randomization (when ``randomized`` is ``None``) and of the reference noise.
+        randomized: a randomized copy of ``model``; ``None`` makes one with :func:`randomized_copy`.
+        trained: the trained model's maps of ``unit``, or ``None`` to compute them.
+        **kwargs: passed to :func:`neuron_attributions` (e.g. ``n_steps``).
+
+    Returns:
+        The two mean correlations.
     """
     if trained is None:
         trained = neuron_attributions(model, layer, unit, inputs, method=method, **kwargs).maps

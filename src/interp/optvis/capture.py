@@ -26,12 +26,30 @@ class _StopForward(BaseException):
 
 
 def layer_names(model: nn.Module) -> list[str]:
-    """Every addressable layer name of ``model`` (``model.named_modules()`` without the root)."""
+    """Every addressable layer name of ``model`` (``model.named_modules()`` without the root).
+
+    Args:
+        model: the network.
+
+    Returns:
+        The names, in ``named_modules()`` order.
+    """
     return [name for name, _ in model.named_modules() if name]
 
 
 def get_layer(model: nn.Module, name: str) -> nn.Module:
-    """The submodule called ``name``; an unknown name raises a ValueError with the closest names."""
+    """The submodule called ``name``.
+
+    Args:
+        model: the network.
+        name: a name from ``model.named_modules()`` (not the empty root name).
+
+    Returns:
+        The submodule.
+
+    Raises:
+        ValueError: an unknown name; the message lists the closest names.
+    """
     modules = dict(model.named_modules())
     if name in modules and name != "":
         return modules[name]
@@ -45,9 +63,19 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 def layer_size(model: nn.Module, layer: str, example: torch.Tensor) -> tuple[int, ...]:
-    """Shape of one item of ``layer``'s output for an ``example`` input batch. The model runs in
-    eval mode (its mode is restored after): measuring never draws dropout masks (the random stream
-    of a training run stays as it was) nor moves batch-norm statistics."""
+    """Shape of one item of ``layer``'s output for an ``example`` input batch.
+
+    The model runs in eval mode (its mode is restored after): measuring never draws dropout masks (the random stream
+    of a training run stays as it was) nor moves batch-norm statistics.
+
+    Args:
+        model: the network.
+        layer: the layer name.
+        example: an input batch, ``[N, ...]``.
+
+    Returns:
+        The output shape without the batch dimension.
+    """
     with frozen(model), Capture(model, [layer]) as cap, torch.no_grad():
         return tuple(cap(example)[layer].shape[1:])
 
@@ -96,6 +124,7 @@ class Capture:
         self.remove()
 
     def remove(self) -> None:
+        """Remove the hooks (what leaving the ``with`` block does); calling it again does nothing."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
@@ -129,18 +158,42 @@ def _expected_shape(model: nn.Module) -> str:
 
 
 def expected_input_shape(model: nn.Module) -> tuple[int, ...] | None:
-    """(C, H, W) from ``model.example_input_array`` when the model declares one."""
+    """The input shape without the batch dimension, from ``model.example_input_array``.
+
+    Args:
+        model: the network.
+
+    Returns:
+        ``(C, H, W)`` (or the shape of one item), or ``None`` when the model declares no example input.
+    """
     example = getattr(model, "example_input_array", None)
     return tuple(example.shape[1:]) if isinstance(example, torch.Tensor) else None
 
 
 def capture(model: nn.Module, layers: str | Sequence[str], stop: bool = True, clone: bool = True) -> Capture:
-    """Shorthand for :class:`Capture`."""
+    """Shorthand for :class:`Capture`.
+
+    Args:
+        model: any ``nn.Module``.
+        layers: one name or several, as in ``model.named_modules()``.
+        stop: end the forward pass once every requested layer has run.
+        clone: keep a copy of each output.
+
+    Returns:
+        The (not yet entered) context manager.
+    """
     return Capture(model, layers, stop=stop, clone=clone)
 
 
 def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for a model with neither)."""
+    """The device of the model's first parameter or buffer.
+
+    Args:
+        model: the network.
+
+    Returns:
+        That device; the CPU for a model with neither parameters nor buffers.
+    """
     for t in model.parameters():
         return t.device
     for b in model.buffers():
@@ -150,7 +203,15 @@ def model_device(model: nn.Module) -> torch.device:
 
 @contextlib.contextmanager
 def frozen(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
-    """Eval mode and no weight gradients inside; the previous mode and flags are restored after."""
+    """Eval mode and no weight gradients inside; the previous mode and flags are restored after.
+
+    Args:
+        model: the network.
+        eval_mode: also switch to eval mode (``False``: only the ``requires_grad`` flags change).
+
+    Yields:
+        ``model`` itself.
+    """
     was_training = model.training
     flags = [(p, p.requires_grad) for p in model.parameters()]
     try:

@@ -28,8 +28,13 @@ from interp.optvis.progress import progress_bar
 
 @dataclass
 class Dream:
-    """What ``dream`` returns: the final images [B, C, H, W] (CPU, [0, 1]), the image at the end
-    of each octave (smallest first) and the objective at each step (summed over tiles)."""
+    """What :func:`dream` returns (tensors on the CPU).
+
+    Attributes:
+        image: the final images, [B, C, H, W] in [0, 1].
+        octaves: the image at the end of each octave, smallest first.
+        history: the objective at each step (summed over tiles), [steps, B].
+    """
 
     image: torch.Tensor
     octaves: list[torch.Tensor]
@@ -49,8 +54,19 @@ def dream_gradient(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of ``objective`` with respect to the image ``x``, computed tile by tile.
 
-    Returns ``(gradient like x, objective summed over tiles [B])``. An image that fits one tile is
-    one forward/backward pass.
+    An image that fits one tile is one forward/backward pass.
+
+    Args:
+        cap: an active :class:`~interp.optvis.capture.Capture` of the objective's layers.
+        objective: the objective (one score per batch row).
+        x: the images, [B, C, H, W].
+        tile_size: the largest tile side.
+
+    Returns:
+        ``(gradient like x, objective summed over tiles [B])``.
+
+    Raises:
+        FloatingPointError: the objective is not finite.
     """
     grad = torch.zeros_like(x)
     total = torch.zeros(x.shape[0], device=x.device)
@@ -70,6 +86,15 @@ def dream_gradient(
 
 def octave_sizes(h: int, w: int, octaves: int, scale: float) -> list[tuple[int, int]]:
     """The (height, width) of each octave of :func:`dream`, smallest first; the last is (h, w).
+
+    Args:
+        h: image height.
+        w: image width.
+        octaves: number of octaves.
+        scale: size ratio between neighbouring octaves.
+
+    Returns:
+        The sizes, each side at least 1.
 
     >>> octave_sizes(100, 100, 3, 2.0)
     [(25, 25), (50, 50), (100, 100)]
@@ -101,6 +126,8 @@ def dream(
     values outside [0, 1] are refused (they used to be clamped silently).
 
     Args:
+        model: any ``nn.Module`` taking images in [0, 1] (runs frozen, in eval mode).
+        image: the images to dream on (see above).
         objective: an Objective, or a layer name for the classic ``layer_l2`` objective.
         octaves, octave_scale: pyramid depth and the size ratio between octaves.
         steps_per_octave: gradient steps at each octave.
@@ -109,6 +136,13 @@ def dream(
         roll: largest random circular shift in pixels (each direction), undone after the step.
         tile_size: largest tile processed at once.
         seed: seeds the rolls.
+        progress: show a tqdm bar.
+
+    Returns:
+        The final images, the image of each octave and the objective per step.
+
+    Raises:
+        ValueError: ``octaves < 1``, ``steps_per_octave < 0``, or an image outside the image contract.
     """
     objective = obj.as_objective(objective)
     image = as_image_batch(image, "image")

@@ -72,7 +72,15 @@ def check_image_range(x: torch.Tensor, name: str = "batch") -> torch.Tensor:
     up to :data:`TOLERANCE` outside [0, 1] pass (they are rounding). Integer tensors are refused
     too: a DataLoader should yield floats in [0, 1].
 
+    Args:
+        x: the batch.
+        name: names the batch in error messages.
+
+    Returns:
+        ``x`` itself.
+
     Raises:
+        InterpError: ``x`` is not a tensor.
         ImageRangeError: integer dtype, NaN or infinite values, or values outside [0, 1]; the
             message names ``name``, the range seen and the fix.
 
@@ -176,6 +184,13 @@ def as_image_batch(x: Any, name: str = "image") -> torch.Tensor:
     * PIL images in any mode, converted by :func:`pil_to_tensor` (alpha over white).
 
     The result never shares memory with ``x``, so callers may modify it in place.
+
+    Args:
+        x: the image or images, in one of the forms above.
+        name: names the image in error messages.
+
+    Returns:
+        A new float32 tensor [B, C, H, W] in [0, 1], on the device of a tensor ``x`` (else the CPU).
 
     Raises:
         ImageRangeError: float values outside [0, 1] (beyond :data:`TOLERANCE`), NaN, or an
@@ -315,6 +330,9 @@ def pil_to_tensor(
             ``None`` (1 channel for grayscale modes, 3 for colour ones).
         background: the gray level in [0, 1] that transparent pixels show.
         name: names the image in error messages (a path, say).
+
+    Returns:
+        The image, [C, H, W] float32 in [0, 1].
 
     Raises:
         ImageRangeError: an ``F`` image outside [0, 1].

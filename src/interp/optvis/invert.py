@@ -28,8 +28,13 @@ from interp.optvis.transforms import Roll
 
 @dataclass
 class Reconstruction:
-    """What :func:`invert` returns: reconstructions [B, C, H, W] (CPU, [0, 1]), the final relative
-    representation error ``||phi(x) - phi0||^2 / ||phi0||^2`` per item, and the loss per step [steps, B]."""
+    """What :func:`invert` returns (tensors on the CPU).
+
+    Attributes:
+        image: the reconstructions, [B, C, H, W] in [0, 1].
+        error: the final relative representation error ``||phi(x) - phi0||^2 / ||phi0||^2`` per item, [B].
+        history: the loss per step, [steps, B].
+    """
 
     image: torch.Tensor
     error: torch.Tensor
@@ -54,13 +59,39 @@ def invert(
     row_seeds: Sequence[int] | None = None,
     progress: bool = False,
 ) -> Reconstruction:
-    """Reconstruct inputs from their representation at ``layer``.
+    """Reconstruct inputs from their representation at ``layer`` (Mahendran and Vedaldi 2015).
 
     Give either ``images`` ([B, C, H, W] or [C, H, W] in [0, 1]: their activations are the target)
     or ``activations`` of ``layer`` together with ``shape`` (B, C, H, W) of the images to find.
-    ``roll`` is the largest random circular shift (pixels) applied before each step (drawn from
-    ``seed``). ``row_seeds`` seeds each image's start on its own (one per image), so an image's
-    reconstruction does not depend on the others in the batch.
+    The loss of each image is the relative representation error plus ``lambda_alpha`` times the
+    alpha-norm (:func:`~interp.optvis.objectives.alpha_norm`) and ``lambda_tv`` times the total variation
+    (:func:`~interp.optvis.objectives.total_variation`) of the image, minimized with Adam on a pixel
+    parameterization.
+
+    Args:
+        model: any ``nn.Module`` taking images in [0, 1] (runs frozen, in eval mode).
+        layer: the layer whose representation is inverted.
+        images: the images whose representation is the target.
+        activations: the target representation itself, ``[B, ...]`` (instead of ``images``).
+        shape: (B, C, H, W) of the images to find; needed with ``activations``.
+        steps: optimization steps.
+        lr: Adam's learning rate.
+        alpha: exponent of the alpha-norm regularizer.
+        beta: exponent of the total-variation regularizer.
+        lambda_alpha: weight of the alpha-norm.
+        lambda_tv: weight of the total variation.
+        roll: the largest random circular shift (pixels) applied before each step (drawn from ``seed``).
+        seed: seeds the shifts and, without ``row_seeds``, the start.
+        row_seeds: one seed per image for its start, so an image's reconstruction does not depend on the
+            others in the batch.
+        progress: show a tqdm bar.
+
+    Returns:
+        The reconstructions, their errors and the loss history.
+
+    Raises:
+        ValueError: both or neither of ``images`` and ``activations``, or ``activations`` without ``shape``.
+        FloatingPointError: the loss is not finite.
     """
     if (images is None) == (activations is None):
         raise ValueError("give exactly one of images=... or activations=...")

@@ -36,10 +36,17 @@ __all__ = ["LatentParam", "default_max_norm", "default_radius", "frozen_copy", "
 
 
 def default_max_norm(latent_dim: int) -> float:
-    """The outer trust region's radius: twice the typical norm of a code drawn from N(0, I) in
-    ``latent_dim`` dimensions (that norm is about ``sqrt(latent_dim)``, with a standard deviation
-    of about ``1/sqrt(2)``): 8 for 16 dimensions, where N(0, I) puts no measurable mass beyond, so
-    the optimum may leave the bulk of the prior but not go arbitrarily far out.
+    """The outer trust region's radius: twice the typical norm of a code drawn from N(0, I).
+
+    In ``latent_dim`` dimensions that norm is about ``sqrt(latent_dim)``, with a standard deviation of about
+    ``1/sqrt(2)``: the radius is 8 for 16 dimensions, where N(0, I) puts no measurable mass beyond, so the optimum may
+    leave the bulk of the prior but not go arbitrarily far out.
+
+    Args:
+        latent_dim: size of the code.
+
+    Returns:
+        ``2 * sqrt(latent_dim)``.
 
     >>> default_max_norm(16)
     8.0
@@ -48,10 +55,16 @@ def default_max_norm(latent_dim: int) -> float:
 
 
 def default_radius(latent_dim: int) -> float:
-    """The radius of the ball around the starting codes (when they are given): half the typical
-    norm of a prior code, 2 for 16 dimensions: far enough to reach past the best example, near
-    enough to stay a variant of it (chosen on ``dense_1`` units 64-191 of the MNIST MLP,
-    benchmarks/legibility.py).
+    """The radius of the ball around the starting codes (when they are given): half the typical norm of a prior code.
+
+    2 for 16 dimensions: far enough to reach past the best example, near enough to stay a variant of it (chosen on
+    ``dense_1`` units 64-191 of the MNIST MLP, benchmarks/legibility.py).
+
+    Args:
+        latent_dim: size of the code.
+
+    Returns:
+        ``0.5 * sqrt(latent_dim)``.
 
     >>> default_radius(16)
     2.0
@@ -61,10 +74,22 @@ def default_radius(latent_dim: int) -> float:
 
 @torch.no_grad()
 def mean_codes(encode, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """The mean latent code of each group of images: ``images`` [U, K, C, H, W] (K images per
-    unit, e.g. its top-k examples; floats in [0, 1] or uint8) to [U, latent_dim]. ``encode`` maps
-    images [B, C, H, W] to codes [B, latent_dim], or to a tuple whose first item is the mean code
-    (``ImagePrior.encode`` returns (mean, log-variance)).
+    """The mean latent code of each group of images.
+
+    ``images`` [U, K, C, H, W] (K images per unit, e.g. its top-k examples; floats in [0, 1] or uint8) to
+    [U, latent_dim].
+
+    Args:
+        encode: maps images [B, C, H, W] to codes [B, latent_dim], or to a tuple whose first item is the mean code
+            (``ImagePrior.encode`` returns (mean, log-variance)).
+        images: the groups of images, [U, K, C, H, W].
+        batch_size: images per call of ``encode``.
+
+    Returns:
+        The mean codes, [U, latent_dim].
+
+    Raises:
+        ValueError: ``images`` is not 5-D.
 
     >>> enc = lambda x: (x.flatten(1)[:, :2], None)
     >>> mean_codes(enc, torch.arange(8.0).reshape(2, 2, 2, 1, 1))
@@ -85,9 +110,17 @@ def mean_codes(encode, images: torch.Tensor, batch_size: int = 1024) -> torch.Te
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:
-    """A deep copy of ``module`` in eval mode whose parameters are buffers: it follows ``.to()``
-    and ``state_dict()`` but ``parameters()`` (what an optimizer sees) no longer lists them, and
-    the original is left untouched."""
+    """A deep copy of ``module`` in eval mode whose parameters are buffers.
+
+    It follows ``.to()`` and ``state_dict()`` but ``parameters()`` (what an optimizer sees) no longer lists them, and
+    the original is left untouched.
+
+    Args:
+        module: the module to copy.
+
+    Returns:
+        The frozen copy.
+    """
     module = copy.deepcopy(module).eval()
     for sub in module.modules():
         for name, p in list(sub._parameters.items()):
@@ -115,6 +148,10 @@ class LatentParam(nn.Module):
             that ball, then onto the one of ``max_norm``).
         radius: the ball around ``start`` (``None``: :func:`default_radius`; ``float('inf')``:
             none). Ignored without ``start``.
+
+    Raises:
+        ValueError: no ``latent_dim`` (given or on the decoder), ``batch < 1``, a non-positive ``max_norm`` or
+            ``radius``, or ``start`` of the wrong shape.
 
     >>> decoder = nn.Sequential(nn.Linear(4, 36), nn.Sigmoid(), nn.Unflatten(1, (1, 6, 6)))
     >>> view = LatentParam(decoder, batch=3, latent_dim=4, seed=0)
@@ -166,6 +203,16 @@ class LatentParam(nn.Module):
         self.shape = (self.batch, *self.shape)
 
     def train(self, mode: bool = True) -> LatentParam:
+        """Set the mode as ``nn.Module.train`` does, keeping the decoder in eval mode.
+
+        Dropout or batch norm in a decoder must not change the images.
+
+        Args:
+            mode: training mode (``True``) or eval mode.
+
+        Returns:
+            ``self``.
+        """
         super().train(mode)
         self.decoder.eval()  # dropout or batch norm in a decoder must not change the images
         return self
@@ -180,7 +227,11 @@ class LatentParam(nn.Module):
         return z * (self.max_norm / norm).clamp(max=1.0)
 
     def latent(self) -> torch.Tensor:
-        """The code inside the trust region, [batch, latent_dim]."""
+        """The code inside the trust region.
+
+        Returns:
+            The projected code, [batch, latent_dim].
+        """
         return self._project(self.z)
 
     def forward(self) -> torch.Tensor:
@@ -190,7 +241,12 @@ class LatentParam(nn.Module):
         return x + (x.clamp(0.0, 1.0) - x).detach()
 
     def latent_penalty(self) -> obj.Objective:
-        """``0.5 * ||z||^2`` per row (minus the prior's log-density, up to a constant), as an
-        objective to subtract: ``channel(...) - 1e-3 * view.latent_penalty()``. It reads the
-        parameterization's current code, not an activation."""
+        """``0.5 * ||z||^2`` per row (minus the prior's log-density, up to a constant), as an objective to subtract.
+
+        For example ``channel(...) - 1e-3 * view.latent_penalty()``. It reads the parameterization's current code,
+        not an activation.
+
+        Returns:
+            The objective.
+        """
         return obj.Objective(lambda acts: 0.5 * self.z.pow(2).sum(1), [obj.INPUT], "latent_penalty")

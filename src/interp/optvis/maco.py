@@ -87,9 +87,19 @@ def _symmetrize(magnitude: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def natural_magnitude(shape: Sequence[int], decay: float = 1.0, mean: float = 0.5, std: float = 0.2) -> torch.Tensor:
-    """A 1/f^decay magnitude spectrum [C, H, W//2+1] for images of ``shape`` ((C, H, W) or
-    (B, C, H, W)), scaled so that the image it makes has ``mean`` and ``std`` per channel
-    (for ``norm="ortho"`` transforms). No data, no download.
+    """A 1/f^decay magnitude spectrum [C, H, W//2+1] for images of ``shape``.
+
+    Scaled so that the image it makes has ``mean`` and ``std`` per channel (for ``norm="ortho"`` transforms). No data,
+    no download.
+
+    Args:
+        shape: (C, H, W) or (B, C, H, W) of the images.
+        decay: the exponent of the 1/f fall-off.
+        mean: mean of the image per channel.
+        std: standard deviation of the image per channel.
+
+    Returns:
+        The magnitudes, [C, H, W//2+1].
 
     >>> natural_magnitude((1, 8, 8)).shape
     torch.Size([1, 8, 5])
@@ -125,6 +135,12 @@ def magnitude_from_data(data, size: Sequence[int] | int, max_batches: int | None
         size: (H, W) of the images to visualize (an int for square ones); other sizes are resized
             bilinearly first.
         max_batches: read at most this many batches of an iterable.
+
+    Returns:
+        The mean magnitudes, [C, H, W//2+1] float32.
+
+    Raises:
+        ValueError: ``data`` holds no images.
 
     >>> x = torch.rand(4, 1, 8, 8)
     >>> m = magnitude_from_data(x, 8)
@@ -227,13 +243,21 @@ class MacoParam(nn.Module):
         self.register_buffer("alpha_steps", torch.zeros((), dtype=torch.long))
 
     def phase(self) -> torch.Tensor:
-        """The odd phase [B, C, H, W//2+1] actually used."""
+        """The odd phase actually used (the antisymmetric part of the parameters).
+
+        Returns:
+            The phase, [B, C, H, W//2+1].
+        """
         theta = self.phase_params
         odd = 0.5 * (theta - _negate_frequencies(theta))
         return odd[..., : self.shape[-1] // 2 + 1]
 
     def spectral_image(self) -> torch.Tensor:
-        """``irfft2(magnitude * exp(i phase))``: the image before the mapping to [0, 1]."""
+        """``irfft2(magnitude * exp(i phase))``: the image before the mapping to [0, 1].
+
+        Returns:
+            The images, [B, C, H, W].
+        """
         h, w = self.shape[-2:]
         spectrum = torch.polar(self.magnitude.expand(self.shape[0], -1, -1, -1), self.phase())
         return torch.fft.irfft2(spectrum, s=(h, w), norm="ortho")
@@ -255,17 +279,29 @@ class MacoParam(nn.Module):
         self.alpha_steps.add_(1)
 
     def reset_alpha(self) -> None:
+        """Forget the accumulated gradients: :func:`maco_alpha` starts over."""
         self.alpha_sum.zero_()
         self.alpha_steps.zero_()
 
 
 def maco_alpha(param: MacoParam, quantile: float = 0.99) -> torch.Tensor:
-    """The transparency map of a MaCo rendering: ``|d objective / d image|`` accumulated over
-    the optimization (``MacoParam(..., track_alpha=True)``), summed over channels and scaled to
-    [0, 1] per image (values above the ``quantile`` of each image clip to 1). [B, 1, H, W], CPU.
+    """The transparency map of a MaCo rendering.
+
+    ``|d objective / d image|`` accumulated over the optimization (``MacoParam(..., track_alpha=True)``), summed over
+    channels and scaled to [0, 1] per image (values above the ``quantile`` of each image clip to 1).
 
     Gradients reach the image only through ``render``'s backward pass, so the map covers exactly
     the steps of the renders that used ``param`` (``param.reset_alpha()`` starts over).
+
+    Args:
+        param: the parameterization the renders used.
+        quantile: the per-image quantile that maps to 1.
+
+    Returns:
+        The map, [B, 1, H, W] on the CPU.
+
+    Raises:
+        ValueError: no gradients were accumulated.
     """
     if int(param.alpha_steps) == 0:
         raise ValueError("no gradients accumulated: build MacoParam(..., track_alpha=True) and render with it first")
@@ -275,5 +311,14 @@ def maco_alpha(param: MacoParam, quantile: float = 0.99) -> torch.Tensor:
 
 
 def apply_alpha(images: torch.Tensor, alpha: torch.Tensor, background: float = 1.0) -> torch.Tensor:
-    """Blend ``images`` [B, C, H, W] over a constant ``background`` with ``alpha`` [B, 1, H, W]."""
+    """Blend ``images`` over a constant ``background`` with ``alpha``.
+
+    Args:
+        images: [B, C, H, W].
+        alpha: [B, 1, H, W] in [0, 1] (1: the image, 0: the background).
+        background: the background's value.
+
+    Returns:
+        ``alpha * images + (1 - alpha) * background``.
+    """
     return alpha * images + (1.0 - alpha) * background

@@ -26,43 +26,75 @@ PROBE_UNITS = 8  # units in the probing chunk: more than one (a batch of one tak
 
 
 class MemoryMeter(Protocol):
+    """What :func:`fitting_batch`'s callers read memory with: :class:`CudaMemory`, or a fake in the tests."""
+
     def reset(self) -> None:
         """Start measuring: the peak from here on."""
 
     def peak(self) -> int:
-        """Bytes allocated at the peak since :meth:`reset`, above what was allocated then."""
+        """Bytes allocated at the peak since :meth:`reset`, above what was allocated then.
+
+        Returns:
+            The bytes.
+        """
 
     def free(self) -> int:
-        """Bytes that can still be allocated."""
+        """Bytes that can still be allocated.
+
+        Returns:
+            The bytes.
+        """
 
 
 class CudaMemory:
-    """:class:`MemoryMeter` of one CUDA device, from PyTorch's caching allocator: the peak is
-    ``max_memory_allocated`` above the allocation at :meth:`reset`; free memory is the driver's
-    free memory plus what the allocator holds but does not use."""
+    """:class:`MemoryMeter` of one CUDA device, from PyTorch's caching allocator.
+
+    The peak is ``max_memory_allocated`` above the allocation at :meth:`reset`; free memory is the driver's free memory
+    plus what the allocator holds but does not use.
+
+    Args:
+        device: the CUDA device.
+    """
 
     def __init__(self, device: torch.device | str | int):
         self.device = torch.device(device)
         self.base = 0
 
     def reset(self) -> None:
+        """Start measuring: synchronize, reset the peak statistics and remember the current allocation."""
         torch.cuda.synchronize(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
         self.base = torch.cuda.memory_allocated(self.device)
 
     def peak(self) -> int:
+        """Bytes allocated at the peak since :meth:`reset`, above what was allocated then.
+
+        Returns:
+            The bytes (at least 0).
+        """
         torch.cuda.synchronize(self.device)
         return max(0, torch.cuda.max_memory_allocated(self.device) - self.base)
 
     def free(self) -> int:
+        """Bytes that can still be allocated: the driver's free memory plus what the allocator holds unused.
+
+        Returns:
+            The bytes.
+        """
         free, _total = torch.cuda.mem_get_info(self.device)
         held = torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
         return int(free + max(0, held))
 
 
 def memory_meter(model: nn.Module) -> CudaMemory | None:
-    """A :class:`CudaMemory` for the device of ``model``'s first parameter or buffer when it is a
-    CUDA device, else None (on the CPU the chunks are not sized by a probe)."""
+    """A :class:`CudaMemory` for the device of ``model``'s first parameter or buffer when it is a CUDA device.
+
+    Args:
+        model: the network.
+
+    Returns:
+        The meter, or ``None`` off CUDA (on the CPU the chunks are not sized by a probe).
+    """
     tensor: torch.Tensor | None = next(iter(model.parameters()), None)
     if tensor is None:
         tensor = next(iter(model.buffers()), None)
@@ -72,9 +104,21 @@ def memory_meter(model: nn.Module) -> CudaMemory | None:
 
 
 def fitting_batch(peak: int, probed: int, free: int, fraction: float = 0.8) -> int:
-    """Units per chunk that fit in ``fraction`` of ``free`` bytes, when a chunk of ``probed`` units
-    took ``peak`` bytes at its peak (everything it allocated counted per unit: an overestimate,
-    never an underestimate). At least 1.
+    """Units per chunk that fit in ``fraction`` of ``free`` bytes, when a chunk of ``probed`` units took ``peak`` bytes.
+
+    Everything the probe allocated counts per unit: an overestimate, never an underestimate.
+
+    Args:
+        peak: bytes the probing chunk took at its peak.
+        probed: units in the probing chunk.
+        free: bytes that can still be allocated.
+        fraction: the share of ``free`` to fill.
+
+    Returns:
+        The chunk size, at least 1.
+
+    Raises:
+        ValueError: ``probed < 1``.
 
     >>> fitting_batch(peak=800, probed=8, free=2000)   # 100 bytes a unit, 1600 usable
     16

@@ -22,7 +22,15 @@ Acts = dict[str, torch.Tensor]
 
 
 class Objective:
-    """A named function ``acts -> scores [B]`` that reads ``layers``."""
+    """A named function ``acts -> scores [B]`` that reads ``layers``.
+
+    Objectives combine with ``+``, ``-``, unary ``-``, and ``*`` or ``/`` by a number; ``sum([...])`` works.
+
+    Args:
+        fn: maps ``{layer: activation}`` (the image under ``"input"``) to one score per batch row.
+        layers: the layers ``fn`` reads (duplicates dropped, order kept).
+        name: shown in ``repr`` and in error messages.
+    """
 
     def __init__(self, fn: Callable[[Acts], torch.Tensor], layers: Sequence[str], name: str):
         self.fn = fn
@@ -97,8 +105,20 @@ def unit(
     position: tuple[int, int] | None = None,
     batch: int | Sequence[int] | None = None,
 ) -> Objective:
-    """One neuron: ``acts[:, index]`` of a Linear output; for conv outputs channel ``index`` at
-    ``position`` (y, x), default the centre. A list gives row ``i`` the unit ``index[i]``."""
+    """One neuron: ``acts[:, index]`` of a Linear output; for conv outputs channel ``index`` at ``position``.
+
+    A list gives row ``i`` the unit ``index[i]``. An index out of range raises an IndexError when the objective is
+    evaluated.
+
+    Args:
+        layer: the layer name.
+        index: the unit (channel) index, or one per batch row.
+        position: ``(y, x)`` of a conv output; ``None``: the centre. Outputs of other ranks average over positions.
+        batch: bind the objective to these batch rows (the other rows score 0); ``None``: every row.
+
+    Returns:
+        The objective.
+    """
 
     def fn(acts: Acts) -> torch.Tensor:
         a = acts[layer]
@@ -118,7 +138,16 @@ def unit(
 
 
 def channel(layer: str, index: int | Sequence[int], batch: int | Sequence[int] | None = None) -> Objective:
-    """Mean activation of channel ``index`` over all positions (a Linear unit for 2-D outputs)."""
+    """Mean activation of channel ``index`` over all positions (a Linear unit for 2-D outputs).
+
+    Args:
+        layer: the layer name.
+        index: the channel index, or one per batch row.
+        batch: bind the objective to these batch rows (the other rows score 0); ``None``: every row.
+
+    Returns:
+        The objective.
+    """
 
     def fn(acts: Acts) -> torch.Tensor:
         a = acts[layer]
@@ -133,8 +162,17 @@ def channel(layer: str, index: int | Sequence[int], batch: int | Sequence[int] |
 
 
 def layer_l2(layer: str, batch: int | Sequence[int] | None = None) -> Objective:
-    """The DeepDream objective: the squared L2 norm of the layer's activations, summed over
-    positions (so the score of an image split in tiles is the sum of the tiles' scores)."""
+    """The DeepDream objective: the squared L2 norm of the layer's activations, summed over positions.
+
+    Summed, so the score of an image split in tiles is the sum of the tiles' scores.
+
+    Args:
+        layer: the layer name.
+        batch: bind the objective to these batch rows (the other rows score 0); ``None``: every row.
+
+    Returns:
+        The objective.
+    """
 
     def fn(acts: Acts) -> torch.Tensor:
         return _bind(acts[layer].pow(2).flatten(1).sum(1), batch)
@@ -143,7 +181,18 @@ def layer_l2(layer: str, batch: int | Sequence[int] | None = None) -> Objective:
 
 
 def direction(layer: str, vector: torch.Tensor, batch: int | Sequence[int] | None = None) -> Objective:
-    """Dot product of the activation vector with ``vector`` (over channels), averaged over positions."""
+    """Dot product of the activation vector with ``vector`` (over channels), averaged over positions.
+
+    A vector whose length is not the layer's channel count raises a ValueError when the objective is evaluated.
+
+    Args:
+        layer: the layer name.
+        vector: one weight per channel.
+        batch: bind the objective to these batch rows (the other rows score 0); ``None``: every row.
+
+    Returns:
+        The objective.
+    """
     vector = torch.as_tensor(vector, dtype=torch.float32)
 
     def fn(acts: Acts) -> torch.Tensor:
@@ -159,8 +208,17 @@ def direction(layer: str, vector: torch.Tensor, batch: int | Sequence[int] | Non
 
 
 def diversity(layer: str) -> Objective:
-    """Diversity term (as in Olah et al. 2017): minus the mean cosine similarity of each item's
-    Gram matrix (channel correlations) with the other items' ones. Needs a batch of 2 or more."""
+    """Diversity term (as in Olah et al. 2017): minus the mean cosine similarity of the items' Gram matrices.
+
+    Each item's Gram matrix (channel correlations) is compared with the other items' ones. Needs a batch of 2 or more
+    (a single item scores 0).
+
+    Args:
+        layer: the layer name.
+
+    Returns:
+        The objective.
+    """
 
     def fn(acts: Acts) -> torch.Tensor:
         a = acts[layer]
@@ -181,17 +239,38 @@ def diversity(layer: str) -> Objective:
 
 
 def l1(constant: float = 0.0) -> Objective:
-    """Mean absolute deviation of the pixels from ``constant``."""
+    """Mean absolute deviation of the pixels from ``constant``.
+
+    Args:
+        constant: the reference value.
+
+    Returns:
+        The objective (it reads the image, ``"input"``).
+    """
     return Objective(lambda a: (a[INPUT] - constant).abs().flatten(1).mean(1), [INPUT], "l1")
 
 
 def l2(constant: float = 0.0) -> Objective:
-    """Root mean square deviation of the pixels from ``constant``."""
+    """Root mean square deviation of the pixels from ``constant``.
+
+    Args:
+        constant: the reference value.
+
+    Returns:
+        The objective (it reads the image, ``"input"``).
+    """
     return Objective(lambda a: (a[INPUT] - constant).pow(2).flatten(1).mean(1).add(1e-12).sqrt(), [INPUT], "l2")
 
 
 def alpha_norm(alpha: float = 6.0) -> Objective:
-    """Mahendran & Vedaldi's alpha-norm of the mean-centred image, per pixel."""
+    """Mahendran & Vedaldi's alpha-norm of the mean-centred image: the mean of ``|x - mean(x)|^alpha``.
+
+    Args:
+        alpha: the exponent.
+
+    Returns:
+        The objective (it reads the image, ``"input"``).
+    """
 
     def fn(a: Acts) -> torch.Tensor:
         x = a[INPUT]
@@ -202,7 +281,14 @@ def alpha_norm(alpha: float = 6.0) -> Objective:
 
 
 def total_variation(beta: float = 2.0) -> Objective:
-    """Total variation ``TV^beta`` (Mahendran & Vedaldi): mean of ``(dx^2 + dy^2)^(beta/2)``."""
+    """Total variation ``TV^beta`` (Mahendran & Vedaldi): mean of ``(dx^2 + dy^2)^(beta/2)``.
+
+    Args:
+        beta: the exponent.
+
+    Returns:
+        The objective (it reads the image, ``"input"``).
+    """
 
     def fn(a: Acts) -> torch.Tensor:
         x = a[INPUT]
@@ -218,6 +304,12 @@ def as_objective(obj: Objective | str) -> Objective:
 
     ``"layer3"`` is DeepDream's ``layer_l2("layer3")``; ``"layer3:7"`` (Lucent's shorthand) is
     ``channel("layer3", 7)``; an :class:`Objective` is returned as it is.
+
+    Args:
+        obj: an objective or a string.
+
+    Returns:
+        The objective.
 
     >>> as_objective("layer3:7").name
     'channel(layer3, 7)'

@@ -23,8 +23,21 @@ Seeds = int | Sequence[int] | None
 
 
 def seeded_randn(shape: Sequence[int], seed: Seeds) -> torch.Tensor:
-    """Standard normal values of ``shape``; with one seed per row (a sequence as long as the batch),
-    row ``i`` is drawn from its own generator, so a row's values do not depend on the other rows.
+    """Standard normal values of ``shape``, from seeded generators.
+
+    With one seed per row (a sequence as long as the batch), row ``i`` is drawn from its own generator, so a row's
+    values do not depend on the other rows.
+
+    Args:
+        shape: the shape; its first entry is the batch.
+        seed: an int seeds one generator; a sequence gives each row its own (a row's values then do not depend on the
+            others); ``None`` draws a fresh seed.
+
+    Returns:
+        The values, float32.
+
+    Raises:
+        ValueError: a sequence of seeds whose length is not ``shape[0]``.
 
     >>> a, b = seeded_randn((2, 3), [5, 6]), seeded_randn((1, 3), [6])
     >>> torch.equal(a[1], b[0])
@@ -40,8 +53,16 @@ def seeded_randn(shape: Sequence[int], seed: Seeds) -> torch.Tensor:
 
 
 def unit_seeds(seed: int, units: Sequence[int]) -> list[int]:
-    """One seed per unit, from (seed, unit) alone: a unit's image is the same whichever batch, chunk
-    or DDP rank renders it.
+    """One seed per unit, from (seed, unit) alone.
+
+    A unit's image is the same whichever batch, chunk or DDP rank renders it.
+
+    Args:
+        seed: the run's seed.
+        units: the unit indices.
+
+    Returns:
+        ``seed * 1_000_003 + unit`` for each unit.
 
     >>> unit_seeds(0, [3, 7])
     [3, 7]
@@ -59,7 +80,14 @@ def _generator(seed: int | None) -> torch.Generator:
 
 
 class PixelBasis(nn.Module):
-    """One free parameter per pixel (B, C, H, W)."""
+    """One free parameter per pixel (B, C, H, W).
+
+    Args:
+        shape: (B, C, H, W) of the images.
+        sd: standard deviation of the initial values.
+        seed: an int seeds one generator; a sequence gives each row its own (a row's values then do not depend on the
+            others); ``None`` draws a fresh seed.
+    """
 
     def __init__(self, shape: tuple[int, int, int, int], sd: float = 0.01, seed: Seeds = 0):
         super().__init__()
@@ -77,8 +105,17 @@ def _frequencies(h: int, w: int) -> torch.Tensor:
 
 
 class FourierBasis(nn.Module):
-    """Spectral parameterization: the image is the inverse real FFT of a learned spectrum whose
-    frequencies are scaled by ``1 / f^decay_power`` (low frequencies move faster)."""
+    """Spectral parameterization: the image is the inverse real FFT of a learned spectrum.
+
+    Its frequencies are scaled by ``1 / f^decay_power`` (low frequencies move faster).
+
+    Args:
+        shape: (B, C, H, W) of the images.
+        sd: standard deviation of the initial spectrum.
+        decay_power: the exponent of the 1/f scaling.
+        seed: an int seeds one generator; a sequence gives each row its own (a row's values then do not depend on the
+            others); ``None`` draws a fresh seed.
+    """
 
     scale: torch.Tensor
 
@@ -100,8 +137,16 @@ class FourierBasis(nn.Module):
 
 
 class ColorDecorrelation(nn.Module):
-    """Maps decorrelated channels to RGB with a fixed 3x3 matrix (normalized by its largest
-    column norm, so the decorrelated space has unit scale)."""
+    """Maps decorrelated channels to RGB with a fixed 3x3 matrix.
+
+    The matrix is normalized by its largest column norm, so the decorrelated space has unit scale.
+
+    Args:
+        matrix: the 3x3 matrix (default: the square root of ImageNet's colour covariance).
+
+    Raises:
+        ValueError: a matrix that is not 3x3.
+    """
 
     matrix: torch.Tensor
 
@@ -118,8 +163,20 @@ class ColorDecorrelation(nn.Module):
 
 
 def color_matrix_from_data(data: Iterable, max_batches: int | None = None) -> torch.Tensor:
-    """Square root of the RGB covariance of the images in ``data`` (tensors or (image, ...) batches
-    in [0, 1], shape (N, 3, H, W)): the matrix for :class:`ColorDecorrelation` on your own data."""
+    """Square root of the RGB covariance of the images in ``data``.
+
+    The matrix for :class:`ColorDecorrelation` on your own data.
+
+    Args:
+        data: tensors or ``(image, ...)`` batches in [0, 1], shape (N, 3, H, W).
+        max_batches: read at most this many batches.
+
+    Returns:
+        The 3x3 matrix, float32.
+
+    Raises:
+        ValueError: a batch that is not RGB, or no images.
+    """
     total = torch.zeros(3, dtype=torch.float64)
     outer = torch.zeros(3, 3, dtype=torch.float64)
     count = 0
@@ -143,7 +200,17 @@ def color_matrix_from_data(data: Iterable, max_batches: int | None = None) -> to
 
 
 class ImageParam(nn.Module):
-    """``basis -> [colour decorrelation] -> sigmoid or clamp``: a batch of images in [0, 1]."""
+    """``basis -> [colour decorrelation] -> sigmoid or clamp``: a batch of images in [0, 1].
+
+    Args:
+        basis: a module whose ``forward()`` returns (B, C, H, W) and that records ``shape``
+            (:class:`PixelBasis`, :class:`FourierBasis`).
+        color: a module applied next (:class:`ColorDecorrelation`), or ``None``.
+        output: ``"sigmoid"`` or ``"clamp"`` (a clamp whose gradient passes straight through).
+
+    Raises:
+        ValueError: an unknown ``output``.
+    """
 
     def __init__(self, basis: nn.Module, color: nn.Module | None = None, output: str = "sigmoid"):
         super().__init__()
@@ -156,6 +223,7 @@ class ImageParam(nn.Module):
     @property
     def shape(self) -> tuple[int, ...]:
         # every basis (PixelBasis, FourierBasis) records the shape of the images it makes
+        """The (B, C, H, W) of the images, as the basis records it."""
         return cast("tuple[int, ...]", self.basis.shape)
 
     def forward(self) -> torch.Tensor:
@@ -180,6 +248,23 @@ def image(
     """The standard parameterization for a batch of images of ``shape`` (B, C, H, W) or (C, H, W).
 
     Colour decorrelation applies to 3-channel images only (``color_matrix`` defaults to ImageNet's).
+
+    Args:
+        shape: (B, C, H, W) or (C, H, W).
+        fft: a :class:`FourierBasis` (``False``: a :class:`PixelBasis`).
+        decorrelate: decorrelate the colours of 3-channel images.
+        sd: standard deviation of the initial values.
+        decay_power: the exponent of the Fourier basis's 1/f scaling.
+        output: ``"sigmoid"`` or ``"clamp"``.
+        color_matrix: the decorrelation matrix; ``None``: ImageNet's.
+        seed: an int seeds one generator; a sequence gives each row its own (a row's values then do not depend on the
+            others); ``None`` draws a fresh seed.
+
+    Returns:
+        The parameterization.
+
+    Raises:
+        ValueError: a shape of another rank.
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) == 3:

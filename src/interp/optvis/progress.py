@@ -23,6 +23,14 @@ class _NoBar:
 def progress_bar(total: int, enabled: bool, desc: str) -> Iterator[Any]:
     """A bar of ``total`` steps (``bar.update(n)``), closed on exit; a no-op bar when not ``enabled``.
 
+    Args:
+        total: number of steps.
+        enabled: show a tqdm bar.
+        desc: the bar's label.
+
+    Yields:
+        The bar (tqdm's, or one whose ``update`` and ``close`` do nothing).
+
     >>> with progress_bar(3, enabled=False, desc="render") as bar:
     ...     bar.update(3)
     """
@@ -41,8 +49,17 @@ def progress_bar(total: int, enabled: bool, desc: str) -> Iterator[Any]:
 def progress(
     iterable: Iterable[T], enabled: bool, desc: str, total: int | None = None, leave: bool = False
 ) -> Iterable[T]:
-    """``iterable`` wrapped in a tqdm bar when ``enabled``, else unchanged; ``leave`` keeps the
-    finished bar on screen.
+    """``iterable`` wrapped in a tqdm bar when ``enabled``, else unchanged.
+
+    Args:
+        iterable: what to iterate over.
+        enabled: show a tqdm bar.
+        desc: the bar's label.
+        total: number of items, for an iterable without a length.
+        leave: keep the finished bar on screen.
+
+    Returns:
+        The wrapped (or the same) iterable.
 
     >>> list(progress(range(3), enabled=False, desc="steps"))
     [0, 1, 2]

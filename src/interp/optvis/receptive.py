@@ -23,6 +23,9 @@ Example::
     >>> measure_footprint(net, "3", (1, 28, 28), (0, 0))
     (0, 0, 7, 7)
 
+:class:`ReceptiveField`, :func:`box_for`, :func:`crop` and :func:`crop_field` live in
+:mod:`interp.optvis.receptive_crop`; they are importable from here.
+
 Pure torch: nothing here imports Lightning.
 """
 
@@ -30,15 +33,25 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from interp.optvis.capture import expected_input_shape, frozen, get_layer, model_device
+from interp.optvis.receptive_crop import Box, ReceptiveField, box_for, crop, crop_field
 
-Box = tuple[int, int, int, int]  # (top, left, bottom, right); bottom and right exclusive
+__all__ = [
+    "POINTWISE",
+    "Box",
+    "ReceptiveField",
+    "box_for",
+    "crop",
+    "crop_field",
+    "measure_footprint",
+    "receptive_field",
+]
+
 
 # Modules that act on each spatial position separately (the field passes through unchanged).
 POINTWISE: tuple[type[nn.Module], ...] = (
@@ -98,112 +111,6 @@ _GATES: tuple[type[nn.Module], ...] = (
     nn.Mish,
     nn.Softplus,
 )
-
-
-@dataclass(frozen=True)
-class ReceptiveField:
-    """The input-pixel box of every output position of a layer, per axis (height, width).
-
-    Output position ``(i, j)`` sees rows ``[start[0] + i*stride[0], start[0] + i*stride[0] + size[0])``
-    and the same for columns with index 1, clipped to the image (:func:`box_for`).
-
-    Attributes:
-        size: field size in input pixels.
-        stride: input pixels between neighbouring output positions.
-        start: top-left corner of output position (0, 0), negative where padding hangs over.
-        input_hw: the input's (height, width) the field was computed for.
-        output_hw: the layer's output (height, width); ``(1, 1)`` for a layer without spatial axes.
-        method: ``"analytic"`` (from the module chain), ``"gradient"`` (measured) or ``"dense"``
-            (the layer has no spatial axes: every unit sees the whole input).
-    """
-
-    size: tuple[int, int]
-    stride: tuple[int, int]
-    start: tuple[int, int]
-    input_hw: tuple[int, int]
-    output_hw: tuple[int, int]
-    method: str = "analytic"
-
-    def box(self, position: Sequence[int], clip: bool = True) -> Box:
-        """Shorthand for ``box_for(self, position, self.input_hw, clip)``."""
-        return box_for(self, position, self.input_hw, clip=clip)
-
-
-def box_for(
-    rf: ReceptiveField, position: Sequence[int], image_hw: Sequence[int] | None = None, clip: bool = True
-) -> Box:
-    """The input box ``(top, left, bottom, right)`` (bottom/right exclusive) seen by output ``position``.
-
-    Args:
-        rf: the receptive field.
-        position: the output position ``(i, j)`` (row, column of the layer's output map).
-        image_hw: clip to this (height, width); default ``rf.input_hw``.
-        clip: ``False`` returns the whole field, possibly reaching past the image (for :func:`crop`
-            with padding, so every crop has the field's size).
-
-    >>> rf = ReceptiveField(size=(5, 5), stride=(2, 2), start=(-1, -1), input_hw=(28, 28), output_hw=(14, 14))
-    >>> box_for(rf, (0, 0), (28, 28)), box_for(rf, (0, 0), clip=False), box_for(rf, (13, 2))
-    ((0, 0, 4, 4), (-1, -1, 4, 4), (25, 3, 28, 8))
-    """
-    i, j = (int(p) for p in position)
-    oh, ow = rf.output_hw
-    if not (0 <= i < oh and 0 <= j < ow):
-        raise ValueError(f"position {(i, j)} is outside the layer's output of size {rf.output_hw}")
-    top = rf.start[0] + i * rf.stride[0]
-    left = rf.start[1] + j * rf.stride[1]
-    bottom, right = top + rf.size[0], left + rf.size[1]
-    if not clip:
-        return top, left, bottom, right
-    h, w = (int(v) for v in (image_hw if image_hw is not None else rf.input_hw))
-    return max(top, 0), max(left, 0), min(bottom, h), min(right, w)
-
-
-def crop(images: torch.Tensor, boxes: Sequence[Sequence[int]] | torch.Tensor, fill: float = 0.0) -> list[torch.Tensor]:
-    """Cut box ``k`` out of image ``k``: a list of tensors ``[C, bottom - top, right - left]``.
-
-    Boxes may reach past the image (``box_for(..., clip=False)``): those pixels are ``fill``, so
-    unclipped boxes of one field give crops of one size, ready for ``torch.stack``.
-
-    Args:
-        images: ``[N, C, H, W]``, or one image ``[C, H, W]`` (then every box is cut from it).
-        boxes: N boxes ``(top, left, bottom, right)``, bottom/right exclusive.
-
-    >>> x = torch.arange(16.).reshape(1, 1, 4, 4)
-    >>> crop(x, [(-1, 2, 1, 5)])[0]
-    tensor([[[0., 0., 0.],
-             [2., 3., 0.]]])
-    """
-    boxes = [tuple(int(v) for v in b) for b in (boxes.tolist() if isinstance(boxes, torch.Tensor) else boxes)]
-    if images.dim() == 3:
-        images = images.unsqueeze(0).expand(len(boxes), *images.shape)
-    if images.dim() != 4:
-        raise ValueError(f"images must be [N, C, H, W] or [C, H, W], got shape {tuple(images.shape)}")
-    if len(boxes) != images.shape[0]:
-        raise ValueError(f"got {len(boxes)} boxes for {images.shape[0]} images")
-    _, c, h, w = images.shape
-    out = []
-    for img, (top, left, bottom, right) in zip(images, boxes):
-        if bottom < top or right < left:
-            raise ValueError(f"empty or inverted box {(top, left, bottom, right)}")
-        patch = images.new_full((c, bottom - top, right - left), fill)
-        t, lf, b, r = max(top, 0), max(left, 0), min(bottom, h), min(right, w)
-        if b > t and r > lf:
-            patch[:, t - top : b - top, lf - left : r - left] = img[:, t:b, lf:r]
-        out.append(patch)
-    return out
-
-
-def crop_field(
-    images: torch.Tensor, rf: ReceptiveField, positions: Sequence[Sequence[int]], fill: float = 0.0
-) -> torch.Tensor:
-    """The whole field of ``positions[k]`` in ``images[k]``: ``[N, C, size_h, size_w]``, ``fill`` outside.
-
-    >>> rf = ReceptiveField((3, 3), (1, 1), (-1, -1), (4, 4), (4, 4))
-    >>> crop_field(torch.ones(2, 1, 4, 4), rf, [(0, 0), (2, 2)]).sum(dim=(1, 2, 3))
-    tensor([4., 9.])
-    """
-    boxes = [box_for(rf, p, clip=False) for p in positions]
-    return torch.stack(crop(images, boxes, fill=fill))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -562,6 +469,13 @@ def receptive_field(
 ) -> ReceptiveField:
     """The receptive field of ``layer``'s output positions in ``model``'s input.
 
+    A layer whose output has no spatial axes (after a flatten, a linear layer or global pooling)
+    gets the whole image, with ``method == "dense"``.
+
+    The box is the field's span: inside the image every pixel of it is seen, except where a
+    dilated kernel's padding is not a multiple of its dilation, where the first pixel(s) at the
+    border can fall between two taps (the box is then a pixel larger than :func:`measure_footprint`).
+
     Args:
         model: any ``nn.Module`` taking images ``[N, C, H, W]`` (not changed).
         layer: a name from ``model.named_modules()``.
@@ -569,12 +483,13 @@ def receptive_field(
         method: ``"auto"`` (analytic for a chain of known modules, else measured), ``"analytic"``
             (raise a ValueError when the path is not such a chain) or ``"gradient"``.
 
-    A layer whose output has no spatial axes (after a flatten, a linear layer or global pooling)
-    gets the whole image, with ``method == "dense"``.
+    Returns:
+        The field, with the method that found it.
 
-    The box is the field's span: inside the image every pixel of it is seen, except where a
-    dilated kernel's padding is not a multiple of its dilation, where the first pixel(s) at the
-    border can fall between two taps (the box is then a pixel larger than :func:`measure_footprint`).
+    Raises:
+        ValueError: an unknown method or layer, no ``input_shape`` (given or declared), or ``method="analytic"``
+            on a path that is not a simple chain.
+        RuntimeError: a field the gradient footprints cannot measure on this input size.
     """
     if method not in ("auto", "analytic", "gradient"):
         raise ValueError(f"method must be 'auto', 'analytic' or 'gradient', got {method!r}")

@@ -97,6 +97,14 @@ def render(
         batch: batch size when ``shape`` has no batch dimension.
         optimizer: ``params -> torch.optim.Optimizer``; default Adam(lr).
         progress: show a tqdm bar.
+
+    Returns:
+        The images at each threshold, the objective per step and the final scores (CPU).
+
+    Raises:
+        ValueError: ``steps < 1``, thresholds outside ``1..steps``, an unknown ``transforms`` string, or no
+            ``shape`` (given or declared by the model) without ``param``.
+        FloatingPointError: the objective stops being finite.
     """
     objective = obj.as_objective(objective)
     if steps < 1:
@@ -152,15 +160,27 @@ def render_units(
     regularizer: obj.Objective | None = None,
     **kwargs: Any,
 ) -> Rendering:
-    """Visualize many units of one layer in one batched optimization: row ``i`` maximizes
-    ``units[i]``. One parameter tensor, one optimizer, one forward pass per step.
+    """Visualize many units of one layer in one batched optimization: row ``i`` maximizes ``units[i]``.
 
-    ``kind`` is ``"channel"`` (mean over positions; a neuron for Linear layers) or ``"unit"``
-    (conv: the centre position). ``regularizer`` is added to every row's objective (e.g.
-    ``-1e-3 * total_variation()``). Other arguments go to :func:`render` (``shape`` without a
-    batch dimension: the batch is the units). The default parameterization seeds each row from
-    (``seed``, unit), and the transforms draw from ``seed`` alone, so on the CPU a unit's image is
-    the same bits whichever other units share its batch (or DDP rank).
+    One parameter tensor, one optimizer, one forward pass per step. The default parameterization seeds each row from
+    (``seed``, unit), and the transforms draw from ``seed`` alone, so on the CPU a unit's image is the same bits
+    whichever other units share its batch (or DDP rank).
+
+    Args:
+        model: any ``nn.Module`` taking images in [0, 1].
+        layer: the units' layer.
+        units: the unit (channel) indices, one per batch row.
+        kind: ``"channel"`` (mean over positions; a neuron for Linear layers) or ``"unit"`` (conv: the centre
+            position).
+        regularizer: added to every row's objective (e.g. ``-1e-3 * total_variation()``).
+        **kwargs: passed to :func:`render` (``shape`` without a batch dimension: the batch is the units).
+
+    Returns:
+        The rendering, with ``units`` and the ``activations`` each final image achieves for its unit (without the
+        regularizer).
+
+    Raises:
+        ValueError: no units, an unknown ``kind``, or what :func:`render` raises.
     """
     units = [int(u) for u in units]
     if not units:

@@ -64,6 +64,9 @@ def weight_template(
             [0, 1] (at a mid-gray image), i.e. the template the unit applies to the pixels as the
             user sees them, normalization included (exact when that normalization is affine).
 
+    Returns:
+        The templates, ``[U, C, H, W]`` on the model's device, one per unit in the order asked for.
+
     Raises:
         ValueError: the layer is not a linear layer reading the input directly (a hidden layer, a
             convolution, a layer behind anything that mixes pixels), or an unknown ``space``.
@@ -151,6 +154,12 @@ def diverging_colormap(t: torch.Tensor, vmax: float | None = None) -> torch.Tens
         vmax: the value shown at full color; default the largest ``|t|`` (one scale for the whole
             batch, so maps can be compared). The scale is symmetric around zero.
 
+    Returns:
+        The colours, ``[3, H, W]`` or ``[B, 3, H, W]`` as above.
+
+    Raises:
+        ValueError: a tensor of another rank, or a negative ``vmax``.
+
     >>> diverging_colormap(torch.tensor([[-1.0, 0.0, 1.0]]))[:, 0]
     tensor([[0.1300, 1.0000, 0.7000],
             [0.4000, 1.0000, 0.0900],
@@ -185,6 +194,17 @@ def colorbar(vmax: float, height: int = 64, width: int = 8) -> torch.Tensor:
     Taller than wide: vertical, ``+vmax`` (red) at the top row, ``-vmax`` (blue) at the bottom.
     Otherwise horizontal, ``-vmax`` at the left. The middle is white (zero); labels are left to
     whoever draws the picture (``report``).
+
+    Args:
+        vmax: the value at the ends.
+        height: rows of the bar.
+        width: columns of the bar.
+
+    Returns:
+        The bar, ``[3, height, width]``.
+
+    Raises:
+        ValueError: a size below 1 or a ``vmax`` that is not positive.
 
     >>> bar = colorbar(2.0, height=5, width=1)
     >>> bar[:, :, 0].T

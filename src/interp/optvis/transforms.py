@@ -19,6 +19,8 @@ def _choice(values: Sequence[float], generator: torch.Generator) -> float:
 
 
 class Transform:
+    """Base of the transforms: a callable ``t(x, generator) -> x`` on a batch (B, C, H, W), with a readable ``repr``."""
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
@@ -28,7 +30,13 @@ class Transform:
 
 
 class Pad(Transform):
-    """Pad every side by ``width`` pixels (``mode`` as in ``F.pad``; ``value`` for constant)."""
+    """Pad every side by ``width`` pixels.
+
+    Args:
+        width: pixels added on each side.
+        mode: as in ``F.pad`` (``"constant"``, ``"reflect"``, ``"replicate"``, ``"circular"``).
+        value: the fill of ``"constant"`` padding.
+    """
 
     def __init__(self, width: int, mode: str = "constant", value: float = 0.5):
         self.width, self.mode, self.value = int(width), mode, value
@@ -41,7 +49,11 @@ class Pad(Transform):
 
 
 class Jitter(Transform):
-    """Random crop that shifts the image by up to ``d`` pixels (the image shrinks by ``d``)."""
+    """Random crop that shifts the image by up to ``d`` pixels (the image shrinks by ``d``).
+
+    Args:
+        d: the largest shift, in pixels (0: no change).
+    """
 
     def __init__(self, d: int):
         self.d = int(d)
@@ -55,7 +67,11 @@ class Jitter(Transform):
 
 
 class Roll(Transform):
-    """Circular shift by up to ``d`` pixels in each direction (keeps the size)."""
+    """Circular shift by up to ``d`` pixels in each direction (keeps the size).
+
+    Args:
+        d: the largest shift, in pixels (0: no change).
+    """
 
     def __init__(self, d: int):
         self.d = int(d)
@@ -68,7 +84,11 @@ class Roll(Transform):
 
 
 class RandomScale(Transform):
-    """Resize by a factor drawn from ``scales`` (bilinear)."""
+    """Resize by a factor drawn from ``scales`` (bilinear).
+
+    Args:
+        scales: the factors to draw from, uniformly.
+    """
 
     def __init__(self, scales: Sequence[float]):
         self.scales = [float(s) for s in scales]
@@ -83,7 +103,11 @@ class RandomScale(Transform):
 
 
 class RandomRotate(Transform):
-    """Rotate by an angle in degrees drawn from ``angles`` (bilinear, border padding)."""
+    """Rotate by an angle in degrees drawn from ``angles`` (bilinear, border padding).
+
+    Args:
+        angles: the angles to draw from, uniformly.
+    """
 
     def __init__(self, angles: Sequence[float]):
         self.angles = [float(a) for a in angles]
@@ -100,8 +124,14 @@ class RandomRotate(Transform):
 
 
 class CenterCropOrPad(Transform):
-    """Bring the image back to ``size`` (H, W): centre crop or pad with ``value``. Put it last for
-    models that need a fixed input size (an MLP)."""
+    """Bring the image back to ``size`` (H, W): centre crop or pad with ``value``.
+
+    Put it last for models that need a fixed input size (an MLP).
+
+    Args:
+        size: the output (height, width).
+        value: the fill of the padding.
+    """
 
     def __init__(self, size: tuple[int, int], value: float = 0.0):
         self.size, self.value = (int(size[0]), int(size[1])), value
@@ -118,6 +148,12 @@ class CenterCropOrPad(Transform):
 
 
 class Compose(Transform):
+    """Apply ``transforms`` in order, all drawing from the same generator.
+
+    Args:
+        transforms: the transforms.
+    """
+
     def __init__(self, transforms: Sequence):
         self.transforms = list(transforms)
 
@@ -128,32 +164,87 @@ class Compose(Transform):
 
 
 def pad(width: int, mode: str = "constant", value: float = 0.5) -> Pad:
+    """A :class:`Pad`.
+
+    Args:
+        width: pixels added on each side.
+        mode: as in ``F.pad``.
+        value: the fill of ``"constant"`` padding.
+
+    Returns:
+        The transform.
+    """
     return Pad(width, mode, value)
 
 
 def jitter(d: int) -> Jitter:
+    """A :class:`Jitter`.
+
+    Args:
+        d: the largest shift, in pixels.
+
+    Returns:
+        The transform.
+    """
     return Jitter(d)
 
 
 def roll(d: int) -> Roll:
+    """A :class:`Roll`.
+
+    Args:
+        d: the largest shift, in pixels.
+
+    Returns:
+        The transform.
+    """
     return Roll(d)
 
 
 def random_scale(scales: Sequence[float]) -> RandomScale:
+    """A :class:`RandomScale`.
+
+    Args:
+        scales: the factors to draw from.
+
+    Returns:
+        The transform.
+    """
     return RandomScale(scales)
 
 
 def random_rotate(angles: Sequence[float]) -> RandomRotate:
+    """A :class:`RandomRotate`.
+
+    Args:
+        angles: the angles in degrees to draw from.
+
+    Returns:
+        The transform.
+    """
     return RandomRotate(angles)
 
 
 def compose(*transforms) -> Compose:
+    """A :class:`Compose` of the transforms given as arguments.
+
+    Args:
+        *transforms: the transforms, applied in order.
+
+    Returns:
+        The transform.
+    """
     return Compose(transforms)
 
 
 def standard_transforms() -> Compose:
-    """Lucid's robustness set for natural images (about 224 px): pad 12, jitter 8, scale
-    0.9-1.1, rotate -10..10 degrees, jitter 4."""
+    """Lucid's robustness set for natural images (about 224 px).
+
+    Pad 12, jitter 8, scale 0.9-1.1, rotate -10..10 degrees, jitter 4.
+
+    Returns:
+        The transforms.
+    """
     return compose(
         pad(12, mode="constant", value=0.5),
         jitter(8),
@@ -164,8 +255,18 @@ def standard_transforms() -> Compose:
 
 
 def small_image_transforms(size: tuple[int, int], background: float = 0.0) -> Compose:
-    """For small, fixed-size inputs such as 28x28 digits: pad 2, jitter 2, scale 0.95-1.05,
-    rotate -5..5 degrees, then back to ``size`` (models that flatten need the exact size)."""
+    """For small, fixed-size inputs such as 28x28 digits.
+
+    Pad 2, jitter 2, scale 0.95-1.05, rotate -5..5 degrees, then back to ``size`` (models that flatten need the exact
+    size).
+
+    Args:
+        size: the images' (height, width).
+        background: the fill of the padding.
+
+    Returns:
+        The transforms.
+    """
     return compose(
         pad(2, value=background),
         jitter(2),
@@ -176,7 +277,14 @@ def small_image_transforms(size: tuple[int, int], background: float = 0.0) -> Co
 
 
 def default_transforms(shape: tuple[int, ...]) -> Compose:
-    """``small_image_transforms`` below 64 px, ``standard_transforms`` otherwise."""
+    """:func:`small_image_transforms` below 64 px, :func:`standard_transforms` otherwise.
+
+    Args:
+        shape: the images' shape; its last two entries are (height, width).
+
+    Returns:
+        The transforms.
+    """
     h, w = shape[-2:]
     if max(h, w) < 64:
         return small_image_transforms((h, w))

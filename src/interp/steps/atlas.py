@@ -14,7 +14,17 @@ from interp.steps.topk import cheap_receptive_field
 
 
 def receptive_boxes(model: nn.Module):
-    """``crop_box(layer, (row, col))`` for the atlas: the input box a conv position sees."""
+    """``crop_box(layer, (row, col))`` for the atlas: the input box a conv position sees.
+
+    Fields are computed once per layer (:func:`~interp.steps.topk.cheap_receptive_field`); a layer whose field is too
+    costly to measure, or that the model does not have, gets the whole image.
+
+    Args:
+        model: the network.
+
+    Returns:
+        ``crop_box(layer, position) -> (top, left, bottom, right)``.
+    """
     fields: dict[str, ReceptiveField | None] = {}
     modules = {name for name, _ in model.named_modules()}
 
@@ -41,8 +51,23 @@ def unit_atlas(
     out_dir: str | Path | None = None,
     progress: bool = False,
 ) -> Path:
-    """Write ``<run_dir>/atlas/index.html`` (a page per layer and per unit) from the ``.pt`` results
-    under ``<run_dir>/interp``; conv examples are cropped to the receptive field of their maximum."""
+    """Write ``<run_dir>/atlas/index.html`` (a page per layer and per unit) from the results of a run.
+
+    The ``.pt`` results under ``<run_dir>/interp``; conv examples are cropped to the receptive field of their maximum.
+
+    Args:
+        model: the network the results come from.
+        dataset: the data set the examples index into (``None``: the pages list indices and activations only).
+        run_dir: the run's folder.
+        out_dir: where to write the atlas; ``None``: ``<run_dir>/atlas``.
+        progress: show a tqdm bar.
+
+    Returns:
+        The path of ``index.html``.
+
+    Raises:
+        InterpError: no results under ``<run_dir>/interp``.
+    """
     return build_atlas(
         run_dir, dataset=dataset, model=model, out_dir=out_dir, progress=progress, crop_box=receptive_boxes(model)
     )

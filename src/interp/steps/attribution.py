@@ -62,8 +62,15 @@ class AttributionMismatchError(InterpError, RuntimeError):
 
 @dataclass
 class AttributionSummary:
-    """What :func:`attribute_units` returns: the Captum differences, the units cross-checked,
-    and per-metric means over the units."""
+    """What :func:`attribute_units` returns.
+
+    Attributes:
+        activation_maxdiff: largest difference between our captured activations and Captum's.
+        grad_maxdiff: largest difference between our unit input gradients and Captum's.
+        checked_units: the units whose gradients were cross-checked.
+        means: per-metric means over the units (IG completeness error, randomization correlations).
+        scores: ``{metric: {method: median over the units scored}}`` (see :data:`SCORES`).
+    """
 
     activation_maxdiff: float
     grad_maxdiff: float
@@ -100,7 +107,14 @@ SCORES: dict[str, tuple[str, bool]] = {
 
 
 def score_header(metric: str) -> str:
-    """``deletion AUC (lower is better)``: the name of a metric of :data:`SCORES` with its direction."""
+    """The name of a metric of :data:`SCORES` with its direction, e.g. ``deletion AUC (lower is better)``.
+
+    Args:
+        metric: a key of :data:`SCORES`.
+
+    Returns:
+        The header.
+    """
     name, higher = SCORES[metric]
     return f"{name} ({'higher' if higher else 'lower'} is better)"
 
@@ -139,7 +153,17 @@ class ScoreSettings:
 
     @classmethod
     def of(cls, value: bool | ScoreSettings | Mapping | None) -> ScoreSettings | None:
-        """``True``: the defaults, ``False``/``None``: no scores, a mapping: these settings."""
+        """Settings from what a config holds.
+
+        Args:
+            value: ``True`` (the defaults), ``False`` or ``None`` (no scores), a mapping of settings, or settings.
+
+        Returns:
+            The settings, or ``None`` for no scores.
+
+        Raises:
+            ValueError: an unknown setting, a setting out of range, or a value of another type.
+        """
         if value is None or value is False:
             return None
         if value is True:
@@ -170,11 +194,25 @@ def score_unit(
     options: Mapping[str, Mapping] | None = None,
     layers: Sequence[str] | None = None,
 ) -> dict[str, list[float]]:
-    """The scores of each method's ``maps`` (``[N, ...]`` like ``inputs``) of one unit: ``{metric: [one value per
-    method, in the order of maps]}``, each the mean over the inputs (nan entries left out). The methods share
-    one call of deletion, insertion and faithfulness (the same perturbations); max-sensitivity and randomization
-    explain the unit again with each method and its ``options``. ``layers``: the layers the cascading
-    randomization re-initializes (:func:`interp.optvis.scores.randomizable_layers`; found when None)."""
+    """The scores of each method's maps of one unit, each the mean over the inputs (nan entries left out).
+
+    The methods share one call of deletion, insertion and faithfulness (the same perturbations); max-sensitivity and
+    randomization explain the unit again with each method and its ``options``.
+
+    Args:
+        model: the network.
+        layer: the unit's layer.
+        unit: the unit index.
+        inputs: the inputs, ``[N, ...]`` (the first ``settings.inputs`` are scored).
+        maps: ``{method: maps [N, ...] like inputs}`` (image maps are summed over channels first).
+        settings: how to score.
+        options: ``{method: keyword arguments of neuron_attributions}`` for explaining again.
+        layers: the layers the cascading randomization re-initializes
+            (:func:`interp.optvis.scores.randomizable_layers`; found when ``None``).
+
+    Returns:
+        ``{metric: [one value per method, in the order of maps]}``, the metrics in the order of :data:`SCORES`.
+    """
     methods = list(maps)
     x = inputs[: settings.inputs] if settings.inputs else inputs
     n = x.shape[0]
@@ -245,8 +283,20 @@ def _number(v: float) -> str:
 
 
 def scores_table(layer: str, methods: Sequence[str], scores: dict[str, torch.Tensor], n_units: int, k: int) -> str:
-    """The markdown table of a layer's scores: one row per method, one column per metric, the median over the
-    units scored."""
+    """The markdown table of a layer's scores: one row per method, one column per metric.
+
+    Each cell is the median over the units scored.
+
+    Args:
+        layer: the layer name.
+        methods: the methods, in the order of the rows of the score tensors.
+        scores: ``{metric: [methods, units]}`` (nan where a unit was not scored).
+        n_units: number of units scored (for the note).
+        k: number of examples scored per unit (for the note).
+
+    Returns:
+        The note and the table, in markdown.
+    """
     head = "| method | " + " | ".join(score_header(m) for m in SCORES) + " |"
     rule = "|---|" + "---:|" * len(SCORES)
     rows = [
@@ -263,8 +313,18 @@ def scores_table(layer: str, methods: Sequence[str], scores: dict[str, torch.Ten
 
 
 def attribution_picture(images: torch.Tensor, maps: dict[str, torch.Tensor], title: str) -> torch.Tensor:
-    """The examples in the first row, then one row per method: each map over its image (every map
-    scaled to its own largest magnitude), with a colour bar from -max to +max."""
+    """The examples in the first row, then one row per method: each map over its image.
+
+    Every map is scaled to its own largest magnitude, with a colour bar from -max to +max.
+
+    Args:
+        images: the examples, ``[k, C, H, W]``.
+        maps: ``{method: maps like images}``.
+        title: the picture's title.
+
+    Returns:
+        The picture, ``[3, H, W]`` in [0, 1].
+    """
     k = images.shape[0]
     rows = [grid(images, nrow=k, min_size=56)] + [
         grid(heatmap_overlay(images, m), nrow=k, min_size=56) for m in maps.values()
@@ -312,7 +372,38 @@ def attribute_units(
     method's maps of the first ``score_units`` units (None: all; see the module's docstring): a markdown table
     ``attribution_scores/<layer>/table`` (TensorBoard's TEXT tab; method by metric, median over the units), scalars
     ``attribution_scores/<layer>/<metric>/<method>`` (the same medians, when finite), each scored unit's values in the
-    description of its picture, and per unit in ``attribution.pt``."""
+    description of its picture, and per unit in ``attribution.pt``.
+
+    Args:
+        model: the network.
+        dataset: the data set the examples come from.
+        reporter: where the pictures, scalars, histograms and results go.
+        layer: the layer name.
+        units: one unit, several, or ``None`` for all.
+        k: examples per unit.
+        n_check: inputs of the Captum cross-check.
+        check_units: units whose gradients are cross-checked (the first ones; ``None``: all).
+        ig_steps: integration steps of integrated gradients.
+        internal_batch_size: inputs per forward pass of integrated gradients.
+        tolerance: the largest accepted difference from Captum.
+        on_mismatch: ``"raise"`` or ``"warn"``.
+        sanity_check: run the model-randomization check.
+        sanity_units: units of the randomization check (the first ones; ``None``: all).
+        batch_size: batch size of the top-k mining.
+        examples: top-k examples already mined (mined here when ``None`` or when they lack units or examples).
+        methods: the attribution methods (:data:`~interp.optvis.attribution.METHODS`).
+        step: the global step everything is logged at.
+        scores: the score settings, as above.
+        score_units: units scored (the first ones; ``None``: all).
+
+    Returns:
+        The Captum differences, the means over the units and the median scores.
+
+    Raises:
+        ValueError: an unknown ``on_mismatch``.
+        InterpError: an unknown layer, a unit out of range, or an empty data set.
+        AttributionMismatchError: a mismatch above ``tolerance`` with ``on_mismatch="raise"``.
+    """
     if on_mismatch not in ("raise", "warn"):
         raise ValueError(f"on_mismatch must be 'raise' or 'warn', got {on_mismatch!r}")
     unit_list = resolve_units(model, layer, units, example_input(dataset))

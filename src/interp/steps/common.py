@@ -20,13 +20,31 @@ T = TypeVar("T")
 
 
 def unit_tag(kind: str, layer: str, unit: int) -> str:
-    """The tag of one unit's picture: ``<kind>/<layer>/unit_XXX``. The kind comes first, so that
-    TensorBoard groups the images by kind (``panel``, ``topk``, ``featvis``, ...)."""
+    """The tag of one unit's picture: ``<kind>/<layer>/unit_XXX``.
+
+    The kind comes first, so that TensorBoard groups the images by kind (``panel``, ``topk``, ``featvis``, ...).
+
+    Args:
+        kind: the kind of picture.
+        layer: the layer name.
+        unit: the unit index (three digits at least).
+
+    Returns:
+        The tag.
+    """
     return f"{kind}/{layer}/unit_{unit:03d}"
 
 
 def check_layer(model: nn.Module, layer: str) -> None:
-    """An unknown layer name as an :class:`InterpError` listing the closest names."""
+    """Check that ``model`` has a layer called ``layer``.
+
+    Args:
+        model: the network.
+        layer: the layer name.
+
+    Raises:
+        InterpError: an unknown layer; the message lists the closest names.
+    """
     try:
         get_layer(model, layer)
     except ValueError as exc:
@@ -34,7 +52,18 @@ def check_layer(model: nn.Module, layer: str) -> None:
 
 
 def example_input(dataset: Dataset, n: int = 1) -> torch.Tensor:
-    """The first ``n`` inputs of ``dataset`` (items are inputs or (input, label, ...) tuples)."""
+    """The first ``n`` inputs of ``dataset`` (items are inputs or (input, label, ...) tuples).
+
+    Args:
+        dataset: the data set.
+        n: how many inputs (fewer when the data set is smaller).
+
+    Returns:
+        The inputs, stacked.
+
+    Raises:
+        InterpError: the data set is empty.
+    """
     count = min(n, len(dataset))  # type: ignore[arg-type]
     if count < 1:
         raise InterpError("the data set to interpret is empty")
@@ -42,7 +71,20 @@ def example_input(dataset: Dataset, n: int = 1) -> torch.Tensor:
 
 
 def resolve_units(model: nn.Module, layer: str, units: Units, example: torch.Tensor) -> list[int]:
-    """``units`` (None: all of them) checked against the size of ``layer`` on ``example``."""
+    """``units`` checked against the size of ``layer`` on ``example``.
+
+    Args:
+        model: the network.
+        layer: the layer name.
+        units: one unit, several, or ``None`` for all of them.
+        example: an input batch (its first item is used).
+
+    Returns:
+        The unit indices.
+
+    Raises:
+        InterpError: an unknown layer, no units, or a unit out of range.
+    """
     check_layer(model, layer)
     size = layer_size(model, layer, example[:1].to(model_device(model)))[0]
     if units is None:
@@ -57,13 +99,30 @@ def resolve_units(model: nn.Module, layer: str, units: Units, example: torch.Ten
 
 
 def model_example(model: nn.Module) -> torch.Tensor | None:
-    """The model's ``example_input_array``, when it has one."""
+    """The model's ``example_input_array``, when it has one.
+
+    Args:
+        model: the network.
+
+    Returns:
+        The example batch, or ``None``.
+    """
     example = getattr(model, "example_input_array", None)
     return example if isinstance(example, torch.Tensor) else None
 
 
 def sequential_loader(dataset: Dataset, batch_size: int, start: int = 0, stop: int | None = None) -> DataLoader:
-    """Batches of ``dataset[start:stop]`` in order (sliced at once for TensorImageDataset)."""
+    """Batches of ``dataset[start:stop]`` in order (sliced at once for a TensorImageDataset).
+
+    Args:
+        dataset: the data set.
+        batch_size: the batch size.
+        start: the first item.
+        stop: the item after the last; ``None``: the end.
+
+    Returns:
+        A DataLoader that does not shuffle.
+    """
     from interp.data.mnist import TensorImageDataset, collate_batch
 
     stop = len(dataset) if stop is None else stop  # type: ignore[arg-type]
@@ -75,7 +134,15 @@ def sequential_loader(dataset: Dataset, batch_size: int, start: int = 0, stop: i
 
 
 def image_regularizer(tv_weight: float = 0.0, l1_weight: float = 0.0) -> obj.Objective | None:
-    """``-tv_weight * TV - l1_weight * L1`` (or None when both are 0): smoother, darker images."""
+    """``-tv_weight * TV - l1_weight * L1``: smoother, darker images.
+
+    Args:
+        tv_weight: weight of the total variation.
+        l1_weight: weight of the mean absolute pixel value.
+
+    Returns:
+        The regularizer, or ``None`` when both weights are 0.
+    """
     terms = []
     if tv_weight:
         terms.append(-float(tv_weight) * obj.total_variation())
@@ -90,7 +157,11 @@ def image_regularizer(tv_weight: float = 0.0, l1_weight: float = 0.0) -> obj.Obj
 
 
 def distributed() -> tuple[int, int]:
-    """(rank, world size) of torch.distributed, or (0, 1) outside of it."""
+    """Rank and world size of torch.distributed.
+
+    Returns:
+        ``(rank, world size)``, or ``(0, 1)`` outside of it.
+    """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
@@ -98,6 +169,12 @@ def distributed() -> tuple[int, int]:
 
 def my_share(items: Sequence[T]) -> list[T]:
     """This rank's contiguous share of ``items`` (all of them outside of torch.distributed).
+
+    Args:
+        items: the items to share out.
+
+    Returns:
+        This rank's items, in order.
 
     >>> my_share([1, 2, 3])
     [1, 2, 3]
@@ -110,7 +187,14 @@ def my_share(items: Sequence[T]) -> list[T]:
 
 
 def gather_shares(part: T) -> list[T]:
-    """Every rank's ``part``, in rank order (``[part]`` outside of torch.distributed)."""
+    """Every rank's ``part``, in rank order (``[part]`` outside of torch.distributed).
+
+    Args:
+        part: this rank's part (picklable).
+
+    Returns:
+        The parts of all ranks.
+    """
     rank, world = distributed()
     if world == 1:
         return [part]

@@ -16,8 +16,15 @@ Images = torch.Tensor | str | Path | Sequence[torch.Tensor | str | Path] | None
 
 
 def load_images(images: Images, size: int | None) -> list[torch.Tensor]:
-    """Paths (shorter side resized to ``size``), tensors or None (the shipped face photo) as a list
-    of [C, H, W] images in [0, 1]."""
+    """Paths, tensors or ``None`` (the shipped face photo) as a list of [C, H, W] images in [0, 1].
+
+    Args:
+        images: a path, a tensor ([C, H, W] or [B, C, H, W]), a sequence of them, or ``None``.
+        size: the shorter side of images read from files (``None``: as stored).
+
+    Returns:
+        The images.
+    """
     from interp.data.images import default_face_image_path, load_image
 
     if images is None:
@@ -47,8 +54,34 @@ def deep_dream(
     step: int = 0,
     progress: bool = False,
 ) -> list[Dream]:
-    """Dream each image at ``layer``; log ``interp/dream/<layer>`` (originals beside dreams, the
-    ``note`` in the title) and ``interp/dream/<layer>/image_N`` at full size."""
+    """Dream each image at ``layer``; log the originals beside the dreams and each dream at full size.
+
+    The tags are ``dream/<layer>`` (with the ``note`` in the title) and ``dream/<layer>/image_N``. Under
+    torch.distributed each rank dreams its share of the images.
+
+    Args:
+        model: the network.
+        reporter: where the pictures go.
+        layer: the layer whose activations are amplified (DeepDream's ``layer_l2``).
+        images: as for :func:`load_images`.
+        size: as for :func:`load_images`.
+        octaves: as for :func:`~interp.optvis.dream.dream`.
+        octave_scale: as for ``dream``.
+        steps_per_octave: as for ``dream``.
+        step_size: as for ``dream``.
+        roll: as for ``dream``.
+        tile_size: as for ``dream``.
+        seed: as for ``dream``.
+        note: added to the title.
+        step: the global step the pictures are logged at.
+        progress: show a tqdm bar.
+
+    Returns:
+        One :class:`~interp.optvis.dream.Dream` per image.
+
+    Raises:
+        InterpError: an unknown layer.
+    """
     check_layer(model, layer)
     loaded = load_images(images, size)
     mine = []  # under torch.distributed each rank dreams its share of the images

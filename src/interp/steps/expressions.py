@@ -40,10 +40,20 @@ SHOWN = 224
 
 @dataclass
 class ClassPictures:
-    """What :func:`expressions` returns (CPU tensors). Row ``i`` of ``rendered`` and
-    ``accentuated`` is class ``names[i]``; ``*_probs`` are the network's probabilities of every
-    class for each picture ([N, N]; the diagonal is the class asked for), ``face_probs`` the
-    face's own ([N])."""
+    """What :func:`expressions` returns (CPU tensors).
+
+    Row ``i`` of ``rendered`` and ``accentuated`` is class ``names[i]``.
+
+    Attributes:
+        names: the class names.
+        face: the face crop, [1, 3, S, S].
+        face_probs: the network's probabilities of every class for the face, [N].
+        rendered: the renderings from noise, [N, 3, S, S].
+        rendered_probs: the probabilities of every class for each rendering, [N, N] (the diagonal is the class asked
+            for).
+        accentuated: the accentuations of the face, [N, 3, S, S].
+        accentuated_probs: the probabilities for each accentuation, [N, N].
+    """
 
     names: list[str]
     face: torch.Tensor
@@ -55,7 +65,15 @@ class ClassPictures:
 
 
 def log_probability(layer: str, classes: Sequence[int]) -> obj.Objective:
-    """Row ``i``: the log-softmax of ``layer``'s logits at class ``classes[i]``."""
+    """Row ``i``: the log-softmax of ``layer``'s logits at class ``classes[i]``.
+
+    Args:
+        layer: the layer of the logits.
+        classes: one class per batch row.
+
+    Returns:
+        The objective.
+    """
     index = torch.tensor([int(c) for c in classes])
 
     def fn(acts: obj.Acts) -> torch.Tensor:
@@ -67,8 +85,19 @@ def log_probability(layer: str, classes: Sequence[int]) -> obj.Objective:
 
 
 def face_crop(photo: torch.Tensor, box: Sequence[int] | None, size: int) -> torch.Tensor:
-    """The ``box`` (top, left, height, width; None: the whole photo) of ``photo`` [3, H, W],
-    resized to ``size`` x ``size``: [1, 3, size, size] in [0, 1]."""
+    """The ``box`` of ``photo``, resized to ``size`` x ``size``.
+
+    Args:
+        photo: the photo, [3, H, W] in [0, 1].
+        box: (top, left, height, width) in pixels; ``None``: the whole photo.
+        size: the side of the crop.
+
+    Returns:
+        The crop, [1, 3, size, size] in [0, 1].
+
+    Raises:
+        InterpError: a box that does not have four entries or does not lie within the photo.
+    """
     if box is not None:
         if len(box) != 4:
             raise InterpError(f"face_box={list(box)}: give [top, left, height, width] in pixels")
@@ -83,7 +112,16 @@ def face_crop(photo: torch.Tensor, box: Sequence[int] | None, size: int) -> torc
 
 
 def probabilities(model: nn.Module, layer: str, images: torch.Tensor) -> torch.Tensor:
-    """Softmax of ``layer``'s logits for ``images``: [N, classes] on the CPU."""
+    """Softmax of ``layer``'s logits for ``images``.
+
+    Args:
+        model: the classifier (run frozen, in eval mode).
+        layer: the layer of the logits.
+        images: the images, [N, 3, H, W].
+
+    Returns:
+        The probabilities, [N, classes] on the CPU.
+    """
     with frozen(model), Capture(model, [layer]) as cap, torch.no_grad():
         logits = cap(images.to(model_device(model)))[layer].flatten(1)
     return torch.softmax(logits.float(), dim=1).cpu()
@@ -122,6 +160,8 @@ def expressions(
     Args:
         model: a classifier of face crops whose ``layer`` outputs logits (names from
             ``model.class_names``, else the class numbers); its ``example_input_array`` gives the size.
+        reporter: where the pictures, the table and the results go.
+        layer: the layer of the logits.
         image: the photo (None: the shipped portrait); only its first image is used.
         face_box: (top, left, height, width) of the face in the photo as loaded; None: the face of
             the shipped portrait (:data:`SHIPPED_FACE_BOX`) for it, else the whole photo.
@@ -129,6 +169,15 @@ def expressions(
         accentuate_steps, accentuate_lr, reg_weight: the accentuations (no transforms; the model's
             first layer held close with weight ``reg_weight``).
         seed: seeds the renderings (one seed per class) and their transforms.
+        step: the global step everything is logged at.
+        progress: show tqdm bars.
+
+    Returns:
+        The face, the renderings, the accentuations and their probabilities.
+
+    Raises:
+        InterpError: an unknown layer, a model without ``example_input_array``, class names that do not match the
+            outputs, or a face box outside the photo.
 
     Logs ``interp/expressions/<layer>`` (the face and every rendering and accentuation, captioned
     with its class's probability), ``.../rendered/<name>`` and ``.../accentuated/<name>``, the

@@ -27,9 +27,32 @@ def inversion(
     step: int = 0,
     progress: bool = False,
 ) -> Reconstruction:
-    """Invert the first ``n_examples`` of ``dataset`` from ``layer``; log ``interp/inversion/<layer>``
-    (originals above, reconstructions below) and ``.../relative_error`` (the mean relative
-    representation error)."""
+    """Invert the first ``n_examples`` of ``dataset`` from ``layer`` and log them beside the originals.
+
+    Logs ``inversion/<layer>`` (originals above, reconstructions below) and ``.../relative_error`` (the mean relative
+    representation error). Under torch.distributed each rank inverts its share of the examples; each example's start
+    is seeded on its own, so the result does not depend on the number of ranks.
+
+    Args:
+        model: the network.
+        dataset: the data set; its first ``n_examples`` items are inverted.
+        reporter: where the picture and the scalar go.
+        layer: the layer whose representation is inverted.
+        n_examples: number of examples.
+        steps: optimization steps (:func:`~interp.optvis.invert.invert`).
+        lr: Adam's learning rate.
+        lambda_tv: weight of the total variation.
+        lambda_alpha: weight of the alpha-norm.
+        seed: seeds the starts.
+        step: the global step everything is logged at.
+        progress: show a tqdm bar.
+
+    Returns:
+        The reconstructions of all examples.
+
+    Raises:
+        InterpError: an unknown layer or an empty data set.
+    """
     check_layer(model, layer)
     images = example_input(dataset, n_examples)
     share = my_share(list(range(len(images))))  # under torch.distributed each rank inverts its share

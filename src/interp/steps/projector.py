@@ -23,7 +23,13 @@ TSNE_ITERATIONS = 500
 
 @dataclass
 class Embedding:
-    """Activations [n, D] (flattened), the inputs [n, C, H, W] and their labels [n] (or None)."""
+    """What :func:`layer_activations` and :func:`embedding_projector` return (CPU tensors).
+
+    Attributes:
+        features: the activations, flattened, [n, D].
+        images: the inputs, [n, C, H, W].
+        labels: their labels, [n], or ``None`` when the items have none.
+    """
 
     features: torch.Tensor
     images: torch.Tensor
@@ -31,7 +37,18 @@ class Embedding:
 
 
 def layer_activations(model: nn.Module, layer: str, dataset: Dataset, n: int, batch_size: int = 1024) -> Embedding:
-    """The activations of ``layer`` for the first ``n`` items of ``dataset``."""
+    """The activations of ``layer`` for the first ``n`` items of ``dataset``.
+
+    Args:
+        model: the network (run frozen, in eval mode).
+        layer: the layer name.
+        dataset: the data set.
+        n: number of items (fewer when the data set is smaller).
+        batch_size: items per forward pass.
+
+    Returns:
+        The activations, the inputs and their labels.
+    """
     feats, images, labels = [], [], []
     device = model_device(model)
     with frozen(model), Capture(model, [layer]) as cap, torch.inference_mode():
@@ -45,8 +62,19 @@ def layer_activations(model: nn.Module, layer: str, dataset: Dataset, n: int, ba
 
 
 def tsne_picture(features: torch.Tensor, labels: torch.Tensor | None, title: str, seed: int = 0) -> torch.Tensor | None:
-    """A 2-D t-SNE scatter coloured by label as a [3, H, W] image (needs scikit-learn and
-    matplotlib: ``pip install interp[tsne]``); None when they are missing."""
+    """A 2-D t-SNE scatter coloured by label, as an image.
+
+    Needs scikit-learn and matplotlib (``pip install interp[tsne]``).
+
+    Args:
+        features: the points, [n, D].
+        labels: their labels (the colours), or ``None``.
+        title: the picture's title.
+        seed: t-SNE's random state.
+
+    Returns:
+        The picture, [3, H, W] in [0, 1]; ``None`` when scikit-learn or matplotlib is missing.
+    """
     try:
         import matplotlib
 
@@ -87,9 +115,28 @@ def embedding_projector(
     split: str = "test",
     step: int = 0,
 ) -> Embedding:
-    """The activations of ``layer`` for ``n`` examples in TensorBoard's projector (tag
-    ``interp/projector/<layer>``, with the images as sprites and the labels as metadata) and a
-    static t-SNE scatter ``interp/tsne/<layer>`` (when scikit-learn and matplotlib are installed)."""
+    """The activations of ``layer`` for ``n`` examples in TensorBoard's projector, and a t-SNE scatter.
+
+    The projector's tag is ``projector/<layer>``, with the images as sprites and the labels as metadata; the static
+    t-SNE scatter is ``tsne/<layer>`` (when scikit-learn and matplotlib are installed).
+
+    Args:
+        model: the network.
+        dataset: the data set; its first ``n`` items are embedded.
+        reporter: where the embedding and the picture go.
+        layer: the layer name.
+        n: number of examples.
+        tsne: also draw the t-SNE scatter.
+        seed: t-SNE's random state.
+        split: names the data in the title.
+        step: the global step everything is logged at.
+
+    Returns:
+        The activations, inputs and labels.
+
+    Raises:
+        InterpError: an unknown layer.
+    """
     check_layer(model, layer)
     result = layer_activations(model, layer, dataset, n)
     metadata = result.labels.tolist() if result.labels is not None else None

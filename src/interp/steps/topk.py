@@ -26,8 +26,14 @@ PICTURE_LIMIT = 64
 
 @dataclass
 class Examples:
-    """What :func:`topk_examples` returns: the top-k (and bottom-k) of each unit, the data set
-    the indices point into, and how conv positions were reduced (``max`` or ``mean``)."""
+    """What :func:`topk_examples` and :func:`mine_examples` return.
+
+    Attributes:
+        top: the top-k of each unit.
+        bottom: the bottom-k of each unit, or ``None``.
+        dataset: the data set the indices point into.
+        spatial: how conv positions were reduced (``max`` or ``mean``).
+    """
 
     top: TopK
     bottom: TopK | None
@@ -35,9 +41,19 @@ class Examples:
     spatial: str = "max"
 
     def extended(self, model: nn.Module, layer: str, units: list[int]) -> Examples:
-        """These examples for every unit of ``units``: the units this result lacks are mined on the
-        same data set with the same ``k`` and position reduction, and joined to the rows it has (a
-        reuse never loses a unit, whichever callback ran first)."""
+        """These examples for every unit of ``units``.
+
+        The units this result lacks are mined on the same data set with the same ``k`` and position reduction, and
+        joined to the rows it has (a reuse never loses a unit, whichever callback ran first).
+
+        Args:
+            model: the network the examples were mined with.
+            layer: the layer name.
+            units: the units needed.
+
+        Returns:
+            ``self`` when it covers ``units``, else a new result with the missing units' rows after the others.
+        """
         have = set(self.top.units.tolist())
         missing = [u for u in dict.fromkeys(units) if u not in have]
         if not missing:
@@ -52,15 +68,40 @@ class Examples:
         return Examples(joined, _joined(self.bottom, bottom), self.dataset, self.spatial)
 
     def bottom_row(self, unit: int) -> int:
-        """The row of ``unit`` in the bottom-k."""
+        """The row of ``unit`` in the bottom-k.
+
+        Args:
+            unit: a unit of the bottom-k.
+
+        Returns:
+            The row index.
+        """
         assert self.bottom is not None
         return {u: r for r, u in enumerate(self.bottom.units.tolist())}[unit]
 
     def covers(self, units: list[int], k: int = 1) -> bool:
-        """Whether this result holds at least ``k`` examples for each of ``units``."""
+        """Whether this result holds at least ``k`` examples for each of ``units``.
+
+        ``k`` is capped at the data set's size.
+
+        Args:
+            units: the units needed.
+            k: examples needed per unit.
+
+        Returns:
+            ``True`` when nothing needs mining.
+        """
         return set(units) <= set(self.top.units.tolist()) and self.top.k >= min(k, len(self.dataset))  # type: ignore[arg-type]
 
     def row(self, unit: int) -> int:
+        """The row of ``unit`` in the top-k.
+
+        Args:
+            unit: a unit of the top-k.
+
+        Returns:
+            The row index.
+        """
         return self._rows[unit]
 
     @cached_property
@@ -68,7 +109,11 @@ class Examples:
         return {unit: row for row, unit in enumerate(self.top.units.tolist())}
 
     def labels(self) -> torch.Tensor | None:
-        """The labels of the top examples ([U, k], -1 where missing), when the data has labels."""
+        """The labels of the top examples, when the data has labels.
+
+        Returns:
+            ``[U, k]`` labels (-1 where missing), or ``None``.
+        """
         return _labels(self.dataset, self.top.indices)
 
 
@@ -104,9 +149,26 @@ def mine(
     rank: int | None = None,
     world_size: int | None = None,
 ) -> TopK:
-    """Mine ``dataset`` for ``units``; under torch.distributed each rank mines its shard and the
-    results are merged exactly (every rank gets the global top-k). ``rank`` and ``world_size``
-    default to torch.distributed's."""
+    """Mine ``dataset`` for ``units``; under torch.distributed each rank mines its shard.
+
+    The results of the ranks are merged exactly (every rank gets the global top-k).
+
+    Args:
+        model: the network.
+        layer: the layer name.
+        units: the units to mine.
+        k: examples per unit.
+        dataset: the data to mine (map-style, fixed order).
+        batch_size: inference batch size (and the shards' alignment).
+        largest: the top-k (``False``: the bottom-k).
+        spatial: how conv positions are reduced (``max`` or ``mean``).
+        progress: show a progress bar.
+        rank: this rank; ``None``: torch.distributed's.
+        world_size: number of ranks; ``None``: torch.distributed's.
+
+    Returns:
+        The merged :class:`~interp.optvis.topk.TopK`.
+    """
     dist_rank, dist_world = distributed()
     rank = dist_rank if rank is None else rank
     world = dist_world if world_size is None else world_size
@@ -177,8 +239,22 @@ def activation_histograms(
     bins: int = 40,
     batch_size: int = 1024,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each unit's activation over the whole data set (conv channels reduced over positions as the
-    top-k is), as histogram counts ``[U, bins]`` and edges ``[U, bins + 1]``."""
+    """Each unit's activation over the whole data set, as histograms.
+
+    Conv channels are reduced over positions as the top-k is.
+
+    Args:
+        model: the network.
+        layer: the layer name.
+        units: the units.
+        dataset: the data set.
+        spatial: ``max`` or ``mean`` over the positions of a conv channel.
+        bins: number of bins, spread between each unit's minimum and maximum.
+        batch_size: inference batch size.
+
+    Returns:
+        ``(counts [U, bins], edges [U, bins + 1])``.
+    """
     from interp.optvis import Capture, frozen, model_device
 
     index = torch.tensor(units)
@@ -201,9 +277,19 @@ def activation_histograms(
 
 
 def cheap_receptive_field(model: nn.Module, layer: str, max_pixels: int = 64 * 64) -> ReceptiveField | None:
-    """The receptive field of ``layer`` from the module chain; measured from the gradient footprint
-    only for inputs up to ``max_pixels`` (a measurement costs passes per output row and column);
-    None otherwise (the examples are then shown whole)."""
+    """The receptive field of ``layer``, when it is cheap to find.
+
+    From the module chain; measured from the gradient footprint only for inputs up to ``max_pixels`` (a measurement
+    costs passes per output row and column).
+
+    Args:
+        model: the network (with an ``example_input_array`` for the measurement).
+        layer: the layer name.
+        max_pixels: the largest input (height times width) measured.
+
+    Returns:
+        The field, or ``None`` (the examples are then shown whole).
+    """
     try:
         return receptive_field(model, layer, method="analytic")
     except ValueError:
@@ -214,8 +300,18 @@ def cheap_receptive_field(model: nn.Module, layer: str, max_pixels: int = 64 * 6
 
 
 def receptive_picture(images: torch.Tensor, positions: torch.Tensor, field: ReceptiveField) -> torch.Tensor:
-    """Conv examples the Microscope way: each example cropped to the receptive field of the
-    position of its maximum, beside the full images with that box drawn."""
+    """Conv examples the Microscope way: each cropped to the receptive field of the position of its maximum.
+
+    The crops are shown beside the full images with that box drawn.
+
+    Args:
+        images: the examples, [N, C, H, W].
+        positions: the ``(y, x)`` of each example's maximum, [N, 2].
+        field: the layer's receptive field.
+
+    Returns:
+        The picture, [3, H, W] in [0, 1].
+    """
     boxes = [box_for(field, p.tolist(), images.shape[-2:]) for p in positions]
     crops = crop_field(images, field, [p.tolist() for p in positions])
     nrow = max(1, math.ceil(math.sqrt(len(images))))
@@ -226,7 +322,16 @@ def receptive_picture(images: torch.Tensor, positions: torch.Tensor, field: Rece
 
 
 def clip_k(k: int, size: int, what: str) -> int:
-    """``k`` or, when the data set holds fewer examples, its size, with one warning (on rank zero)."""
+    """``k`` or, when the data set holds fewer examples, its size, with one warning (on rank zero).
+
+    Args:
+        k: the examples asked for.
+        size: the data set's size.
+        what: names the request in the warning.
+
+    Returns:
+        ``min(k, size)``.
+    """
     if size < k:
         if distributed()[0] == 0:
             warnings.warn(
@@ -292,6 +397,17 @@ def mine_examples(
 ) -> Examples:
     """The top-k (and with ``bottom`` the bottom-k) examples of ``units`` of ``layer`` in ``dataset``;
     ``k`` is clipped to the data set's size with one warning.
+
+    Args:
+        model: the network.
+        dataset: the data to mine (map-style, fixed order).
+        layer: the layer name.
+        units: the units to mine.
+        k: examples per unit.
+        spatial: how conv positions are reduced (``max`` or ``mean``).
+        bottom: also the most negative examples.
+        batch_size: inference batch size.
+        progress: show a progress bar.
 
     Returns:
         The :class:`Examples` (under torch.distributed every rank gets the global result).
@@ -375,8 +491,17 @@ def log_examples(
     step: int,
     k: int | None = None,
 ) -> None:
-    """Log the pictures of ``units`` (rows of ``examples``, their first ``k`` examples; None: all)
-    and save ``topk.pt`` (see :func:`topk_examples`)."""
+    """Log the pictures of ``units`` and save ``topk.pt`` (see :func:`topk_examples`).
+
+    Args:
+        model: the network (for the receptive fields and the histograms).
+        examples: the mined examples; ``units`` must be among their rows.
+        reporter: where the pictures and ``topk.pt`` go.
+        layer: the layer name.
+        units: the units to log, in this order.
+        step: the global step the pictures are logged at.
+        k: the first ``k`` examples of each row; ``None``: all.
+    """
     dataset, spatial = examples.dataset, examples.spatial
     rows = [examples.row(u) for u in units]
     top = _rows_of(examples.top, rows, k)
