@@ -80,7 +80,7 @@ class FakeMemory:
 def _recording_render(monkeypatch, meter: FakeMemory | None = None, fail_above: int | None = None) -> list[int]:
     """Replace the render_units that render_view calls by one that records the chunk sizes in units
     (and raises CUDA's out-of-memory error for chunks larger than ``fail_above``)."""
-    import interp.steps.featvis as featvis
+    import interp.steps.render_views as featvis
 
     sizes: list[int] = []
     real = featvis.render_units
