@@ -19,6 +19,7 @@ Run from the repository root::
 
     .venv/bin/python -m benchmarks.make_train               # ~4 min on 2 cores
     .venv/bin/python -m benchmarks.make_train --cached 1 --no-write
+    .venv/bin/python -m benchmarks.make_train --baseline <commit> [model=cnn]   # against an earlier commit
 """
 
 from __future__ import annotations
@@ -53,23 +54,26 @@ def first_stamp(lines: list[str], needle: str) -> float | None:
     return None
 
 
-def run_once(runs_dir: Path, cache_dir: Path) -> dict[str, object]:
-    """One ``make train``: wall time, phases, per-callback seconds, test accuracy."""
+def run_once(runs_dir: Path, cache_dir: Path, extra: list[str] | None = None, tree: Path | None = None) -> dict:
+    """One ``make train`` (``extra``: more overrides, as ``ARGS``): wall time, phases, per-callback
+    seconds, test accuracy. With ``tree`` (another checkout of the project, see ``--baseline``) the
+    command ``make train`` runs is run there directly, ``python -m interp train``, with this venv's
+    Python and that checkout's ``src`` first on the path (make would reinstall the venv from it)."""
     env = dict(
         os.environ,
         OMP_WAIT_POLICY="PASSIVE",
         INTERP_CACHE_DIR=str(cache_dir),
         INTERP_DATA_DIR=str(data_root()),
     )
+    overrides = [f"runs_dir={runs_dir}", *(extra or [])]
+    if tree is None:
+        command, cwd = ["make", "--no-print-directory", "train", f"ARGS={' '.join(overrides)}"], REPO
+    else:
+        env["PYTHONPATH"] = str(tree / "src")
+        command, cwd = [str(REPO / ".venv" / "bin" / "python"), "-m", "interp", "train", *overrides], tree
     start_wall = time.time()
     start = time.perf_counter()
-    proc = subprocess.run(
-        ["make", "--no-print-directory", "train", f"ARGS=runs_dir={runs_dir}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
@@ -107,11 +111,73 @@ def run_once(runs_dir: Path, cache_dir: Path) -> dict[str, object]:
     }
 
 
+COMPARE_SECTION = "## make train against an earlier commit (benchmarks/make_train.py --baseline)"
+
+
+def compare(baseline: str, extra: list[str], reps: int, write: bool) -> None:
+    """``make train`` of the working tree against ``baseline`` (a commit), alternating, each with a
+    prior cache of its own warmed by one run that is not counted; medians of ``reps`` runs each."""
+    total_start = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="interp-make-train-") as tmp:
+        tree = Path(tmp) / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree), baseline], cwd=REPO, check=True)
+        try:
+            walls: dict[str, list[float]] = {"baseline": [], "current": []}
+            interp_s: dict[str, list[float]] = {"baseline": [], "current": []}
+            for rep in range(reps + 1):  # rep 0 warms each prior cache
+                for name, where in (("baseline", tree), ("current", None)):
+                    log(f"{name}: run {rep} of {reps}" + (" (warm-up, not counted)" if rep == 0 else ""))
+                    result = run_once(Path(tmp) / f"runs-{name}", Path(tmp) / f"cache-{name}", extra, where)
+                    log(f"  {result['wall']:.1f} s (interpretations {result['interpretations']:.1f} s)")
+                    if rep:
+                        walls[name].append(float(result["wall"]))
+                        interp_s[name].append(float(result["interpretations"]))
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False)
+    load_after = os.getloadavg()[0]
+    ratio = median(walls["current"]) / median(walls["baseline"])
+    what = " ".join(extra) if extra else "the default config"
+    rows = [
+        [
+            name,
+            f"**{median(walls[name]):.1f}**",
+            ", ".join(f"{w:.1f}" for w in walls[name]),
+            f"{median(interp_s[name]):.1f}",
+        ]
+        for name in ("baseline", "current")
+    ]
+    section = f"{COMPARE_SECTION}: {what}"
+    parts = [
+        section,
+        "",
+        machine_header(torch.get_num_threads()),
+        "",
+        f"Reproduce: `{' '.join(['.venv/bin/python -m benchmarks.make_train', *sys.argv[1:]])}`.",
+        "",
+        f"`make train` ({what}) of the working tree against commit `{baseline}`, alternating, with a temporary "
+        "run folder and a prior cache of its own for each (one warm-up run each, not counted). "
+        f"Load average {load_before:.1f} before / {load_after:.1f} after.",
+        "",
+        table(["tree", "median wall s", "runs", "median interpretations s"], rows, align="lrrr"),
+        "",
+        f"- Current / baseline: **{ratio:.2f}x** (within 10%: {'yes' if ratio <= 1.10 else 'no'}).",
+        "",
+    ]
+    publish(section, parts, time.perf_counter() - total_start, write=write)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cached", type=int, default=2, help="runs with the prior cached, after the first")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    parser.add_argument("--baseline", help="a commit to compare the working tree's make train with, alternating")
+    parser.add_argument("--reps", type=int, default=2, help="with --baseline: counted runs of each")
+    parser.add_argument("overrides", nargs="*", help="more overrides of make train (as ARGS), e.g. model=cnn")
     args = parser.parse_args()
+    if args.baseline:
+        compare(args.baseline, args.overrides, args.reps, write=not args.no_write)
+        return
     if args.cached < 1:
         parser.error("--cached must be >= 1")
     if not (REPO / ".venv" / ".interp-installed").exists():
@@ -124,7 +190,7 @@ def main() -> None:
         for i in range(1 + args.cached):
             what = "empty prior cache" if i == 0 else "prior cached"
             log(f"make train, run {i + 1} of {1 + args.cached} ({what})")
-            result = run_once(Path(tmp) / "runs", Path(tmp) / "cache")
+            result = run_once(Path(tmp) / "runs", Path(tmp) / "cache", args.overrides)
             log(f"  {result['wall']:.1f} s, test accuracy {result['accuracy']:.4f}")
             runs.append(result)
     load_after = os.getloadavg()[0]
