@@ -1,65 +1,75 @@
-"""Turning interpretation results into pictures, and writing them to TensorBoard and PNG files.
+"""Writing interpretation pictures to TensorBoard and PNG files.
 
-Algorithms (``interp.optvis``) return tensors; this module assembles grids and panels and hands
-them to a :class:`Reporter`, which writes each image to the run's TensorBoard logger (when there is
+Algorithms (``interp.optvis``) return tensors; :mod:`interp.images` assembles grids and panels and
+encodes them; a :class:`Reporter` writes each image to the run's TensorBoard logger (when there is
 one) and as ``<run>/interp/<tag>.png``. Only global rank zero writes.
+
+The drawing functions (``grid``, ``titled_row``, ``unit_panel``, ...) live in :mod:`interp.images`;
+they are re-exported here for the modules that import them from ``interp.report``.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
-from torchvision.utils import make_grid
+
+from interp.images import (
+    PANEL_TITLES,
+    PNG_LEVEL,
+    colour_legend,
+    draw_boxes,
+    encode_png,
+    font,
+    grid,
+    heatmap_overlay,
+    labelled_grid,
+    pil_to_tensor,
+    signed_with_legend,
+    tensor_to_pil,
+    titled_column,
+    titled_row,
+    to_rgb,
+    to_uint8,
+    unit_panel,
+    upscale,
+)
+
+__all__ = [
+    "PANEL_TITLES",
+    "PNG_LEVEL",
+    "Reporter",
+    "colour_legend",
+    "described_image",
+    "draw_boxes",
+    "encode_png",
+    "event_file_writer",
+    "font",
+    "grid",
+    "heatmap_overlay",
+    "inputs_at",
+    "labelled_grid",
+    "pil_to_tensor",
+    "signed_with_legend",
+    "tag_to_path",
+    "tensor_to_pil",
+    "titled_column",
+    "titled_row",
+    "to_rgb",
+    "to_uint8",
+    "topk_grid",
+    "topk_images",
+    "unit_panel",
+    "upscale",
+]
 
 log = logging.getLogger(__name__)
 
-PANEL_TITLES = ("Maximal activation examples", "Visualization by optimization")
 
-
-# --- image assembly -----------------------------------------------------------------------------
-
-
-def to_rgb(images: torch.Tensor) -> torch.Tensor:
-    """[N, C, H, W] or [C, H, W] with C in {1, 3} (or more: first three) -> same rank with C = 3."""
-    squeeze = images.dim() == 3
-    x = images.unsqueeze(0) if squeeze else images
-    x = x.detach().float().cpu()
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    elif x.shape[1] == 2:
-        x = torch.cat([x, x[:, :1]], 1)
-    elif x.shape[1] > 3:
-        x = x[:, :3]
-    return x[0] if squeeze else x
-
-
-def upscale(images: torch.Tensor, min_size: int = 112) -> torch.Tensor:
-    """Nearest-neighbour upscaling by an integer factor until the shorter side is >= ``min_size``."""
-    squeeze = images.dim() == 3
-    x = images.unsqueeze(0) if squeeze else images
-    factor = max(1, math.ceil(min_size / min(x.shape[-2:])))
-    if factor > 1:
-        x = F.interpolate(x, scale_factor=factor, mode="nearest")
-    return x[0] if squeeze else x
-
-
-def grid(
-    images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: float = 1.0, min_size: int = 0
-) -> torch.Tensor:
-    """A [3, H, W] grid of ``images`` ([N, C, h, w] in [0, 1]), ``nrow`` per row (default square)."""
-    x = to_rgb(images).clamp(0, 1)
-    if min_size:
-        x = upscale(x, min_size)
-    nrow = nrow or max(1, math.ceil(math.sqrt(x.shape[0])))
-    return make_grid(x, nrow=nrow, padding=padding, pad_value=pad_value)
+# --- data set pictures ------------------------------------------------------------------------------
 
 
 def inputs_at(dataset, indices) -> torch.Tensor:
@@ -80,96 +90,6 @@ def topk_images(topk, dataset, unit_row: int) -> torch.Tensor:
 def topk_grid(topk, dataset, unit_row: int, nrow: int | None = None, min_size: int = 0) -> torch.Tensor:
     """Grid of one unit's maximal-activation examples (values are in ``topk.values[unit_row]``)."""
     return grid(topk_images(topk, dataset, unit_row), nrow=nrow, min_size=min_size)
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType support for sized default fonts
-        return ImageFont.load_default()
-
-
-def to_uint8(img: torch.Tensor) -> torch.Tensor:
-    """A [C, H, W] image in [0, 1] as RGB uint8 [H, W, 3], rounded to nearest (one pass over a copy)."""
-    return to_rgb(img).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
-
-
-def tensor_to_pil(img: torch.Tensor) -> Image.Image:
-    return Image.fromarray(to_uint8(img).numpy())
-
-
-# zlib level of the PNGs written: 3 encodes about twice as fast as PIL's default (6), for files
-# about a third larger on these pictures (flat backgrounds, text, pixel art).
-PNG_LEVEL = 3
-
-
-def encode_png(img: torch.Tensor) -> tuple[bytes, int, int]:
-    """``img`` ([C, H, W] in [0, 1]) as PNG bytes, with its width and height."""
-    arr = to_uint8(img).numpy()
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", compress_level=PNG_LEVEL)
-    return buf.getvalue(), int(arr.shape[1]), int(arr.shape[0])
-
-
-def pil_to_tensor(img: Image.Image) -> torch.Tensor:
-    import numpy as np
-
-    return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
-
-
-def titled_row(
-    images: Sequence[torch.Tensor], titles: Sequence[str], title: str | None = None, gap: int = 16, font_size: int = 14
-) -> torch.Tensor:
-    """Images side by side ([3, H, W] each; shorter ones are scaled to the tallest), each with a
-    caption above it, and an optional overall title: a [3, H, W] tensor on white."""
-    height = max(int(i.shape[-2]) for i in images)
-    scaled = []
-    for img in images:
-        img = to_rgb(img)
-        if img.shape[-2] != height:
-            w = round(img.shape[-1] * height / img.shape[-2])
-            mode = "nearest" if img.shape[-2] < height else "bilinear"
-            img = F.interpolate(img[None], size=(height, w), mode=mode)[0]
-        scaled.append(img.clamp(0, 1))
-    font, big = _font(font_size), _font(font_size + 2)
-    caption_h = font_size + 10
-    title_h = font_size + 14 if title else 0
-    width = sum(int(i.shape[-1]) for i in scaled) + gap * (len(scaled) + 1)
-    canvas = Image.new("RGB", (width, title_h + caption_h + height + gap), "white")
-    draw = ImageDraw.Draw(canvas)
-    if title:
-        draw.text((width // 2, 6), title, fill="black", font=big, anchor="mt")
-    x = gap
-    for img, caption in zip(scaled, titles):
-        w = int(img.shape[-1])
-        draw.text((x + w // 2, title_h + 4), caption, fill="black", font=font, anchor="mt")
-        canvas.paste(tensor_to_pil(img), (x, title_h + caption_h))
-        x += w + gap
-    return pil_to_tensor(canvas)
-
-
-def unit_panel(
-    examples_grid: torch.Tensor, optimized: torch.Tensor, title: str | None = None, titles: Sequence[str] = PANEL_TITLES
-) -> torch.Tensor:
-    """The headline picture: a unit's maximal-activation examples on the left, the input optimized
-    for the unit on the right, titled ``Maximal activation examples | Visualization by optimization``."""
-    left = upscale(examples_grid, 256)
-    right = upscale(to_rgb(optimized), left.shape[-2])
-    return titled_row([left, right], titles, title=title)
-
-
-def heatmap_overlay(images: torch.Tensor, maps: torch.Tensor, alpha: float = 0.85) -> torch.Tensor:
-    """Attribution maps ([N, C, H, W] or [N, H, W]) over images: red for positive, blue for
-    negative, each map scaled by its own largest absolute value. Returns [N, 3, H, W]."""
-    m = maps.detach().float().cpu()
-    if m.dim() == 4:
-        m = m.sum(1)
-    scale = m.abs().flatten(1).max(1).values.clamp(min=1e-12).reshape(-1, 1, 1)
-    m = (m / scale).clamp(-1, 1)
-    color = torch.stack([m.clamp(min=0), torch.zeros_like(m), (-m).clamp(min=0)], 1)
-    base = to_rgb(images).clamp(0, 1) * 0.6
-    weight = m.abs().sqrt().unsqueeze(1) * alpha
-    return (base * (1 - weight) + color * weight).clamp(0, 1)
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -203,6 +123,18 @@ def described_image(tag: str, png: bytes, width: int, height: int, description: 
     )
     metadata = image_metadata.create_summary_metadata(display_name=tag, description=description or "")
     return Summary(value=[Summary.Value(tag=tag, metadata=metadata, tensor=tensor)])
+
+
+def event_file_writer(writer: Any) -> Any | None:
+    """The event file writer behind a TensorBoard ``SummaryWriter`` (torch's or tensorboardX's), which
+    takes a ready ``Summary`` (:func:`described_image`); ``None`` for other writers.
+
+    The one private call of this package into TensorBoard's writer: ``SummaryWriter`` has no public
+    method that writes a ready summary, and its ``add_image`` neither takes a description nor
+    reuses an encoded PNG. ``tests/test_images.py`` fails when torch renames it.
+    """
+    get = getattr(writer, "_get_file_writer", None)
+    return get() if callable(get) else None
 
 
 class Reporter:
@@ -256,10 +188,13 @@ class Reporter:
         by TensorBoard beside the image); returns the PNG path."""
         if not self.enabled:
             return None
-        png, width, height = encode_png(img)  # encoded once, for TensorBoard and for the file
+        pixels = to_uint8(img)
+        png = encode_png(pixels)  # encoded once, for TensorBoard and for the file
         if self.writer is not None:
-            if hasattr(self.writer, "_get_file_writer"):  # a SummaryWriter
-                self.writer._get_file_writer().add_summary(described_image(tag, png, width, height, description), step)
+            events = event_file_writer(self.writer)
+            if events is not None:
+                height, width = pixels.shape[:2]
+                events.add_summary(described_image(tag, png, width, height, description), step)
             else:
                 self.writer.add_image(tag, to_rgb(img).clamp(0, 1), global_step=step, dataformats="CHW")
         path = tag_to_path(self.png_dir, tag)
@@ -305,7 +240,7 @@ class Reporter:
         """Save a dict of tensors as ``<run>/interp/<name>`` (loadable with ``weights_only=True``)."""
         if not self.enabled:
             return None
-        from interp.atlas.build import result_name
+        from interp.atlas.load import result_name
 
         path = self.png_dir / result_name(name)  # a layer name holding "/" stays one folder
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -319,100 +254,3 @@ class Reporter:
             self.writer.flush()
         for logger in self.loggers:
             logger.save()
-
-
-def signed_with_legend(values: torch.Tensor, size: int = 256, bar_width: int = 14) -> torch.Tensor:
-    """A signed map ([H, W] or [1, H, W]) in a diverging colour scale (blue negative, white zero, red
-    positive; symmetric) beside a colour bar labelled with its +-range: a [3, H', W'] image."""
-    from interp.optvis.templates import colorbar, diverging_colormap
-
-    m = values.detach().float().cpu().reshape(values.shape[-2], values.shape[-1])
-    vmax = float(m.abs().max()) or 1.0
-    img = upscale(diverging_colormap(m, vmax=vmax), size)
-    h = int(img.shape[-2])
-    bar = colorbar(vmax, height=h, width=bar_width)
-    font = _font(12)
-    label_w = 52
-    canvas = Image.new("RGB", (int(img.shape[-1]) + 8 + bar_width + label_w, h), "white")
-    canvas.paste(tensor_to_pil(img), (0, 0))
-    x = int(img.shape[-1]) + 8
-    canvas.paste(tensor_to_pil(bar), (x, 0))
-    draw = ImageDraw.Draw(canvas)
-    for text, y, anchor in ((f"+{vmax:.2g}", 0, "lt"), ("0", h // 2, "lm"), (f"-{vmax:.2g}", h, "lb")):
-        draw.text((x + bar_width + 4, y), text, fill="black", font=font, anchor=anchor)
-    return pil_to_tensor(canvas)
-
-
-def draw_boxes(
-    images: torch.Tensor, boxes: Sequence[Sequence[int]], color: Sequence[float] = (1.0, 0.55, 0.0), width: int = 1
-) -> torch.Tensor:
-    """RGB copies of ``images`` ([N, C, H, W]) with box ``k`` (top, left, bottom, right; bottom and
-    right exclusive) outlined on image ``k``."""
-    out = to_rgb(images).clone()
-    c = torch.tensor(color, dtype=out.dtype).view(3, 1)
-    for k, (top, left, bottom, right) in enumerate(boxes):
-        h, w = out.shape[-2:]
-        top, left, bottom, right = max(top, 0), max(left, 0), min(bottom, h), min(right, w)
-        if bottom <= top or right <= left:
-            continue
-        for t in range(width):
-            out[k, :, min(top + t, h - 1), left:right] = c
-            out[k, :, max(bottom - 1 - t, 0), left:right] = c
-            out[k, :, top:bottom, min(left + t, w - 1)] = c
-            out[k, :, top:bottom, max(right - 1 - t, 0)] = c
-    return out
-
-
-def labelled_grid(
-    images: torch.Tensor, labels: Sequence[str], nrow: int | None = None, min_size: int = 56, font_size: int = 12
-) -> torch.Tensor:
-    """A grid of ``images`` ([N, C, h, w] in [0, 1]) with ``labels[i]`` under image ``i``: [3, H, W]."""
-    x = upscale(to_rgb(images).clamp(0, 1), min_size)
-    n, _, h, w = x.shape
-    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
-    rows = math.ceil(n / nrow)
-    pad, label_h = 4, font_size + 6
-    canvas = Image.new("RGB", (nrow * (w + pad) + pad, rows * (h + label_h + pad) + pad), "white")
-    draw = ImageDraw.Draw(canvas)
-    font = _font(font_size)
-    for i in range(n):
-        r, c = divmod(i, nrow)
-        left, top = pad + c * (w + pad), pad + r * (h + label_h + pad)
-        canvas.paste(tensor_to_pil(x[i]), (left, top))
-        draw.text((left + w // 2, top + h + 2), str(labels[i]), fill="black", font=font, anchor="mt")
-    return pil_to_tensor(canvas)
-
-
-def titled_column(
-    images: Sequence[torch.Tensor], titles: Sequence[str], gap: int = 8, font_size: int = 14
-) -> torch.Tensor:
-    """Images one above the other ([3, H, W] each, left-aligned on white), each with its caption
-    above it: a [3, H, W] tensor."""
-    pictures = [to_rgb(img).clamp(0, 1) for img in images]
-    font = _font(font_size)
-    caption_h = font_size + 8
-    width = max(int(p.shape[-1]) for p in pictures) + 2 * gap
-    height = sum(int(p.shape[-2]) + caption_h + gap for p in pictures) + gap
-    canvas = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(canvas)
-    y = gap
-    for picture, caption in zip(pictures, titles):
-        draw.text((gap, y), caption, fill="black", font=font)
-        canvas.paste(tensor_to_pil(picture), (gap, y + caption_h))
-        y += int(picture.shape[-2]) + caption_h + gap
-    return pil_to_tensor(canvas)
-
-
-def colour_legend(height: int, top: str = "+max", bottom: str = "-max", bar_width: int = 14) -> torch.Tensor:
-    """A vertical diverging colour bar (red at the top, white zero in the middle, blue at the
-    bottom) with its labels: a [3, height, W] image."""
-    from interp.optvis.templates import colorbar
-
-    bar = colorbar(1.0, height=height, width=bar_width)
-    font = _font(12)
-    canvas = Image.new("RGB", (bar_width + 48, height), "white")
-    canvas.paste(tensor_to_pil(bar), (0, 0))
-    draw = ImageDraw.Draw(canvas)
-    for text, y, anchor in ((top, 0, "lt"), ("0", height // 2, "lm"), (bottom, height, "lb")):
-        draw.text((bar_width + 4, y), text, fill="black", font=font, anchor=anchor)
-    return pil_to_tensor(canvas)

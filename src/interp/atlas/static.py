@@ -8,7 +8,7 @@ editable or not, can write them. Both are small and dependency free: the pages o
 CSS = """\
 :root {
   --fg: #1d2330; --muted: #5d6577; --line: #dde1e8; --bg: #ffffff; --panel: #f6f7f9;
-  --accent: #2a5db0; --neg: rgb(33, 102, 172); --pos: rgb(178, 24, 43);
+  --accent: #2a5db0; --neg: rgb(33, 102, 171); --pos: rgb(179, 23, 43);
 }
 * { box-sizing: border-box; }
 html { background: var(--bg); }
