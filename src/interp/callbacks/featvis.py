@@ -76,7 +76,19 @@ def usable_views(views: Sequence[str], dataset: Dataset | None, image_shape: Seq
 
 def view_inputs(views: Sequence[str], dataset: Dataset | None, seed: int) -> tuple[nn.Module | None, Any]:
     """What the views need from the data: the prior (an ``ImagePrior``, trained once per data set
-    and cached by :func:`interp.models.train_prior`) and the data's Fourier magnitude for MaCo."""
+    and cached by :func:`interp.models.train_prior`) and the data's Fourier magnitude for MaCo.
+
+    Args:
+        views: the views to render.
+        dataset: the training data.
+        seed: seeds the prior's training.
+
+    Returns:
+        ``(prior, magnitude)``, each None when no view needs it.
+
+    Raises:
+        InterpError: the prior or maco view without data.
+    """
     prior, magnitude = None, None
     if "prior" in views:
         from interp.models.prior import train_prior
@@ -160,7 +172,12 @@ class FeatureVisualization(InterpretationCallback):
         shape: (C, H, W) of the input; default the model's ``example_input_array``.
         tv_weight, l1_weight: image regularizers (total variation, L1 towards black) subtracted
             from each unit's objective; 0 gives the plain activation maximum.
-        every_n_epochs, run_on_train_end, on_error, progress: see :class:`InterpretationCallback`.
+        split, dataset, every_n_epochs, run_on_train_end, on_error, progress: see
+            :class:`InterpretationCallback`.
+
+    Raises:
+        InterpError: an unknown view (or none), ``kind`` or ``plain_param``; ``max_batch`` or ``k``
+            below 1.
     """
 
     result: Views | None
@@ -221,7 +238,12 @@ class FeatureVisualization(InterpretationCallback):
         self.tv_weight, self.l1_weight = tv_weight, l1_weight
 
     def settings(self) -> tuple[Any, ...]:
-        """What decides the images: two callbacks with equal settings render the same images."""
+        """What decides the images: two callbacks with equal settings render the same images.
+
+        Returns:
+            The layer and the settings that decide the images, as a tuple (part of the key under which
+            the run's store files the result).
+        """
         return (
             self.layer,
             self.steps,

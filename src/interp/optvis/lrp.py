@@ -455,6 +455,11 @@ def lrp_attributions(
 
     Returns:
         The relevance maps on the CPU, in the inputs' dtype.
+
+    Raises:
+        ImportError: Zennit is not installed.
+        ValueError: an unknown ``layer``, composite name or ``reduce``.
+        IndexError: a unit out of range for ``layer``.
     """
     single = isinstance(units, int)
     unit_list = [units] if isinstance(units, int) else list(units)

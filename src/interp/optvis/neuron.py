@@ -74,6 +74,12 @@ def peak_positions(positions: torch.Tensor, k: int | None = None, how: str = "mo
         how: ``"mode"``, the most frequent position (ties: the one that comes first in the
             examples' order, i.e. the best example's); ``"mean"``, the rounded mean position.
 
+    Returns:
+        ``[U, 2]`` long tensor: one (y, x) per unit.
+
+    Raises:
+        ValueError: ``positions`` is not ``[U, K, 2]``, or ``how`` is neither ``"mode"`` nor ``"mean"``.
+
     >>> pos = torch.tensor([[[2, 3], [2, 3], [5, 5]], [[1, 1], [3, 3], [3, 3]]])
     >>> peak_positions(pos).tolist()
     [[2, 3], [3, 3]]
@@ -116,7 +122,18 @@ def neuron(
     layer: str, units: Sequence[int] | torch.Tensor, positions: Sequence[Sequence[int]] | torch.Tensor
 ) -> obj.Objective:
     """Row ``i``: channel ``units[i]`` of ``layer`` at position ``positions[i]`` = (y, x) (Lucid's
-    ``neuron`` objective, one position per row)."""
+    ``neuron`` objective, one position per row).
+
+    Args:
+        layer: a conv layer (output ``[B, C, H, W]``).
+        units: one channel per batch row, or one channel for every row.
+        positions: one ``(y, x)`` per batch row (``[B, 2]``), or one for every row.
+
+    Returns:
+        An :class:`~interp.optvis.objectives.Objective` with one score per row. Evaluating it raises
+        ``ValueError`` when the units or positions do not match the batch or the layer's output is not
+        ``[B, C, H, W]``, and ``IndexError`` for a channel out of range.
+    """
     pos = torch.as_tensor(positions, dtype=torch.long).reshape(-1, 2)
 
     def fn(acts: obj.Acts) -> torch.Tensor:
@@ -133,7 +150,17 @@ def neuron(
 
 def spatial_max(layer: str, units: Sequence[int] | torch.Tensor, temperature: float = 0.0) -> obj.Objective:
     """Row ``i``: the maximum over positions of channel ``units[i]``; ``temperature > 0`` gives the
-    soft maximum ``t * logsumexp(a / t)`` (gradient to every position near the top)."""
+    soft maximum ``t * logsumexp(a / t)`` (gradient to every position near the top).
+
+    Args:
+        layer: a conv layer (output ``[B, C, H, W]``).
+        units: one channel per batch row, or one channel for every row.
+        temperature: 0 for the hard maximum; ``t > 0`` for the soft maximum at that temperature.
+
+    Returns:
+        An :class:`~interp.optvis.objectives.Objective` with one score per row (evaluating it raises as
+        :func:`neuron`'s does).
+    """
 
     def fn(acts: obj.Acts) -> torch.Tensor:
         flat = _picked(acts[layer], layer, units).flatten(1)
@@ -146,7 +173,15 @@ def spatial_max(layer: str, units: Sequence[int] | torch.Tensor, temperature: fl
 
 def capped(objective: obj.Objective, caps: torch.Tensor) -> obj.Objective:
     """``min(objective, caps)`` per row: no gradient once a row reaches its cap, so the image stops
-    moving away from where it started."""
+    moving away from where it started.
+
+    Args:
+        objective: the objective to cap.
+        caps: one cap per batch row (``[B]``).
+
+    Returns:
+        The capped :class:`~interp.optvis.objectives.Objective`, on the same layers.
+    """
 
     def fn(acts: obj.Acts) -> torch.Tensor:
         scores = objective(acts)
@@ -161,6 +196,21 @@ class WideningLatentParam(LatentParam):
 
     ``max_norm`` (the ball around the origin) still applies; ``ladder`` defaults to
     :data:`DEFAULT_LADDER` (1 to 8 for 16 latent dimensions, whose codes have norm about 4).
+
+    Args:
+        decoder: the generator's decoder, from ``[B, latent_dim]`` codes to images (as for
+            :class:`LatentParam`).
+        start: ``[batch, latent_dim]`` codes the rows start at and stay near; its first dimension
+            is the batch.
+        ladder: the radii of the ball around ``start``, increasing and positive; every row starts
+            on the first.
+        max_norm: the radius of the ball around the origin (``None``:
+            :func:`~interp.optvis.latent.default_max_norm`).
+        latent_dim: size of the codes (default ``decoder.latent_dim``).
+
+    Raises:
+        ValueError: ``ladder`` is empty, not increasing or has a non-positive radius (or
+            :class:`LatentParam` rejects the other arguments).
     """
 
     rung: torch.Tensor
@@ -210,7 +260,14 @@ class WideningLatentParam(LatentParam):
     @torch.no_grad()
     def widen(self, reached: torch.Tensor) -> bool:
         """One rung up for every row where ``reached`` [batch] is False (and a rung is left);
-        returns whether any row moved."""
+        returns whether any row moved.
+
+        Args:
+            reached: ``[batch]`` booleans, True for the rows that reached their target.
+
+        Returns:
+            Whether any row moved up a rung.
+        """
         grow = (~reached.to(self.rung.device).bool()) & (self.rung < len(self.ladder_t) - 1)
         self.rung += grow.long()
         return bool(grow.any())
@@ -242,6 +299,26 @@ def render_widening(
 
     Returns the rendering (``images`` holds the image at the end of each stage) and the radius
     each row ended with, [batch].
+
+    Args:
+        model: the network.
+        objective: what to maximize, one score per row.
+        decoder: the generator's decoder (as for :class:`WideningLatentParam`).
+        starts: ``[batch, latent_dim]`` starting codes, one row per unit.
+        targets: ``[batch]`` the activation each row should reach (e.g. the unit's 16th-best
+            dataset activation).
+        ladder: the trust radii around ``starts``, increasing.
+        steps_per_rung: Adam steps at each rung.
+        final_steps: Adam steps after the last widening.
+        lr: Adam's learning rate.
+        cap: a factor: a row's objective is capped at ``cap * target`` (None: uncapped).
+        max_norm: the radius of the ball around the origin (None: the default of
+            :class:`LatentParam`).
+        measure: what is compared with ``targets`` after each rung (default ``objective``).
+
+    Returns:
+        ``(rendering, radii)``: the :class:`~interp.optvis.render.Rendering` (its ``scores`` are
+        ``objective`` at the end) and the final radius of each row, [batch] on the CPU.
     """
     targets = torch.as_tensor(targets, dtype=torch.float32).reshape(-1).cpu()
     view = WideningLatentParam(decoder, starts, ladder=ladder, max_norm=max_norm)
@@ -283,6 +360,15 @@ def shift(images: torch.Tensor, dy: int, dx: int, fill: float = 0.0) -> torch.Te
     """``images`` [..., H, W] moved down by ``dy`` and right by ``dx`` pixels (negative: up/left),
     ``fill`` where nothing moves in.
 
+    Args:
+        images: ``[..., H, W]`` tensor.
+        dy: pixels down (negative: up).
+        dx: pixels right (negative: left).
+        fill: the value of the pixels nothing moves into.
+
+    Returns:
+        A new tensor shaped like ``images`` (all ``fill`` when the shift is a whole side or more).
+
     >>> shift(torch.arange(4.0).reshape(1, 4), 0, 1).tolist()
     [[0.0, 0.0, 1.0, 2.0]]
     """
@@ -314,8 +400,13 @@ def aligned_mean(
         stride: input pixels between neighbouring positions of the layer
             (``receptive_field(model, layer).stride``; 2 for the MNIST CNN's ``conv2``).
         target: ``[U, 2]`` where the peaks go.
+        fill: the value of the pixels a shift leaves empty.
 
-    Returns ``[U, C, H, W]`` floats.
+    Returns:
+        ``[U, C, H, W]`` floats.
+
+    Raises:
+        ValueError: ``examples`` is not ``[U, K, C, H, W]``.
     """
     if examples.dim() != 5:
         raise ValueError(f"examples must be [U, K, C, H, W], got {tuple(examples.shape)}")
@@ -356,7 +447,29 @@ def accentuate_prototypes(
     :func:`spatial_max` (``"max"``). Row ``i`` is ``units[i]``; ``examples`` [U, K, C, H, W] and
     ``positions`` [U, K, 2] come from ``mine_topk(spatial="max")``. ``stride`` defaults to the
     layer's (:func:`~interp.optvis.receptive.receptive_field`). Returns the
-    :class:`~interp.optvis.accentuate.Accentuation` (its ``seed_images`` are the prototypes)."""
+    :class:`~interp.optvis.accentuate.Accentuation` (its ``seed_images`` are the prototypes).
+
+    Args:
+        model: the network.
+        layer: a conv layer.
+        units: the channels, one per row.
+        examples: ``[U, K, C, H, W]`` top examples of each unit (uint8 or floats in [0, 1]).
+        positions: ``[U, K, 2]`` (y, x) of each example's peak on the layer's grid.
+        objective: ``"neuron"`` (at the modal peak) or ``"max"`` (the spatial maximum).
+        stride: input pixels between neighbouring positions of the layer (default the layer's).
+        steps: Adam steps of the accentuation.
+        lr: its learning rate.
+        reg_weight: weight of the distance to the prototype at the model's first layer.
+        decay_power: the 1/f power of the accentuation's offset.
+        kwargs: passed to :func:`~interp.optvis.accentuate.accentuate`.
+
+    Returns:
+        The :class:`~interp.optvis.accentuate.Accentuation`, row ``i`` for ``units[i]``.
+
+    Raises:
+        ValueError: ``objective`` is neither ``"neuron"`` nor ``"max"``, or ``examples`` is not
+            ``[U, K, C, H, W]``.
+    """
     units = [int(u) for u in units]
     if stride is None:
         shape = tuple(examples.shape[2:]) if examples.dim() == 5 else expected_input_shape(model)
@@ -377,6 +490,11 @@ def accentuate_prototypes(
 class OffsetImage(nn.Module):
     """``sigmoid(basis() + offset)``: a parameterization whose images start at ``sigmoid(offset)``
     (``offset=-2``: about 0.12, near the black background of MNIST digits) instead of mid-grey.
+
+    Args:
+        basis: a module that takes no input and returns the pre-sigmoid images; its ``shape``
+            attribute is the images' (e.g. :class:`~interp.optvis.param.FourierBasis`).
+        offset: added before the sigmoid.
 
     >>> from interp.optvis.param import FourierBasis
     >>> img = OffsetImage(FourierBasis((2, 1, 8, 8), sd=0.0), offset=-2.0)()
@@ -399,7 +517,18 @@ def dark_image(
 ) -> OffsetImage:
     """The plain view's parameterization for small grey digits: a Fourier basis with a steeper
     ``1/f^decay_power`` spectrum than natural photos' (fewer isolated pixels) and a dark start
-    (:class:`OffsetImage`). ``seed`` as for :func:`~interp.optvis.param.image` (one per row)."""
+    (:class:`OffsetImage`). ``seed`` as for :func:`~interp.optvis.param.image` (one per row).
+
+    Args:
+        shape: ``(B, C, H, W)``, or ``(C, H, W)`` for one image.
+        decay_power: the power of the ``1/f`` spectrum.
+        offset: added before the sigmoid (-2: images start near 0.12).
+        sd: standard deviation of the initial spectrum.
+        seed: one seed, or one per row.
+
+    Returns:
+        The :class:`OffsetImage` parameterization.
+    """
     shape = tuple(int(s) for s in shape)
     if len(shape) == 3:
         shape = (1, *shape)

@@ -96,7 +96,15 @@ class Views:
     ``i`` is ``units[i]``) and the activation it reaches (the like-for-like statistic: for conv
     channels the spatial max, or the mean when the top-k was mined so; ``statistic`` names it, ""
     for a dense layer); ``ratios`` holds, per view, that activation over the unit's dataset
-    maximum (when the layer's top-k examples were given)."""
+    maximum (when the layer's top-k examples were given).
+
+    Attributes:
+        units: the units, row ``i`` for ``units[i]``.
+        renderings: per view, the :class:`~interp.optvis.render.Rendering` of every unit.
+        activations: per view, ``[U]`` the like-for-like activation each unit's image reaches.
+        ratios: per view, ``[U]`` that activation over the unit's best dataset activation.
+        statistic: the statistic's name (``spatial max``, ``spatial mean``), "" for a dense layer.
+    """
 
     units: list[int]
     renderings: dict[str, Rendering]
@@ -105,6 +113,18 @@ class Views:
     statistic: str = ""
 
     def image(self, view: str, unit: int) -> torch.Tensor:
+        """The final image of ``unit`` in ``view``.
+
+        Args:
+            view: a view rendered.
+            unit: a unit rendered.
+
+        Returns:
+            ``[C, H, W]`` image.
+
+        Raises:
+            KeyError: ``view`` or ``unit`` was not rendered.
+        """
         return self.renderings[view].image[self._rows[unit]]
 
     @cached_property
@@ -112,6 +132,15 @@ class Views:
         return {unit: row for row, unit in enumerate(self.units)}
 
     def covers(self, units: Sequence[int], views: Sequence[str] = ("plain",)) -> bool:
+        """Whether every one of ``units`` was rendered in every one of ``views``.
+
+        Args:
+            units: the units wanted.
+            views: the views wanted.
+
+        Returns:
+            True when these renderings can be reused for them.
+        """
         return set(units) <= set(self.units) and set(views) <= set(self.renderings)
 
 
@@ -124,14 +153,29 @@ def _majority(labels: torch.Tensor) -> str:
 
 
 def activation_name(statistic: str) -> str:
-    """``activation (spatial max)``, or ``activation`` for a dense layer (``statistic`` "")."""
+    """``activation (spatial max)``, or ``activation`` for a dense layer (``statistic`` "").
+
+    Args:
+        statistic: the statistic's name (:attr:`Views.statistic`).
+
+    Returns:
+        The name of the activation, for captions and tables.
+    """
     return f"activation ({statistic})" if statistic else "activation"
 
 
 def unit_table(result: Views, examples: Examples | None) -> str:
     """A markdown table, one row per unit: each view's activation (named by its statistic) and
     ratio to the dataset maximum, and the majority label of the unit's top examples (for
-    TensorBoard's TEXT tab)."""
+    TensorBoard's TEXT tab).
+
+    Args:
+        result: the feature visualization.
+        examples: the layer's top-k examples (for the majority labels), or None.
+
+    Returns:
+        The table, in markdown.
+    """
     views = list(result.renderings)
     labels = examples.labels() if examples is not None else None
     what = activation_name(result.statistic)
@@ -150,7 +194,18 @@ def unit_table(result: Views, examples: Examples | None) -> str:
 
 def like_for_like(model: nn.Module, layer: str, units: list[int], images: torch.Tensor, spatial: str) -> torch.Tensor:
     """Each unit's activation on ``images`` (row i for ``units[i]``), reduced over positions the
-    way the top-k was mined (``max`` or ``mean``), so it compares with the dataset maximum."""
+    way the top-k was mined (``max`` or ``mean``), so it compares with the dataset maximum.
+
+    Args:
+        model: the network.
+        layer: the units' layer.
+        units: the unit of each row of ``images``.
+        images: ``[U, C, H, W]`` inputs, row ``i`` for ``units[i]``.
+        spatial: ``"max"`` or ``"mean"`` (anything but ``"max"`` gives the mean).
+
+    Returns:
+        ``[U]`` float activations on the CPU.
+    """
     with frozen(model), Capture(model, [layer]) as cap, torch.no_grad():
         acts = cap(images.to(model_device(model)))[layer]
     rows = torch.arange(len(units), device=acts.device)
@@ -163,7 +218,17 @@ def like_for_like(model: nn.Module, layer: str, units: list[int], images: torch.
 
 def statistic_of(model: nn.Module, layer: str, example: torch.Tensor, spatial: str = "max") -> str:
     """The name of the like-for-like statistic of ``layer`` (:data:`STATISTICS`: ``spatial max``
-    for conv channels mined with ``spatial="max"``), "" when its units have no positions."""
+    for conv channels mined with ``spatial="max"``), "" when its units have no positions.
+
+    Args:
+        model: the network.
+        layer: the units' layer.
+        example: an input batch (its first item is run through the model).
+        spatial: how the top-k was mined, ``"max"`` or ``"mean"``.
+
+    Returns:
+        The statistic's name, or "".
+    """
     with frozen(model), Capture(model, [layer]) as cap, torch.no_grad():
         acts = cap(example[:1].to(model_device(model)))[layer]
     return STATISTICS.get(spatial, spatial) if acts.dim() > 2 else ""
@@ -210,7 +275,40 @@ def feature_visualization(
     by each unit's k-th best dataset activation (the plain view's L1 then has the layer's scale);
     ``plain_param`` is the plain view's parameterization (:data:`PLAIN_PARAMS`). Under
     torch.distributed each rank renders its share of the units (in chunks, see :func:`render_view`)
-    and every rank ends with all of them; only rank zero writes."""
+    and every rank ends with all of them; only rank zero writes.
+
+    Args:
+        model: the network.
+        reporter: where the images, histograms, table and tensors go.
+        layer: the units' layer.
+        units: unit numbers (a list or range); None: every unit.
+        views: the views to render (:data:`VIEWS`), in order.
+        steps: optimization steps per view.
+        lr: learning rate.
+        seed: seeds every unit's start and the transforms.
+        transforms: the transforms of :func:`interp.optvis.render` (not used by the prior view).
+        kind: what is optimized for a unit (:data:`KINDS`).
+        shape: (C, H, W) of the input; default the model's ``example_input_array``.
+        tv_weight: the plain view's total-variation penalty.
+        l1_weight: the plain view's L1 penalty.
+        l1_relative: ``l1_weight`` in units of each unit's k-th best dataset activation.
+        plain_param: the plain view's parameterization (:data:`PLAIN_PARAMS`).
+        prior: an ``ImagePrior`` or a decoder, for the prior view.
+        prior_max_norm: the prior view's trust radius around the origin.
+        magnitude: the MaCo view's Fourier magnitude.
+        examples: the layer's top-k examples (units they lack are mined).
+        max_batch: the most units optimized in one batch (see :func:`render_view`).
+        step: the step the logs are filed under.
+        progress: show a progress bar.
+
+    Returns:
+        The :class:`Views`.
+
+    Raises:
+        InterpError: an unknown ``kind``, view or ``plain_param``; no input shape (neither the
+            model's ``example_input_array`` nor ``shape``); a unit out of range; the prior view
+            without ``prior``.
+    """
     if kind not in KINDS:
         raise InterpError(f"unknown kind {kind!r}: use {', '.join(KINDS)}")
     example = model_example(model)

@@ -59,7 +59,40 @@ def unit_panels(
     named in each caption and in the title) and, for a layer that reads the input directly, its
     weights. ``examples`` and ``rendering``, when given and covering the units and views, are used
     instead of mining and rendering again; ``kind``, ``plain_param``, ``l1_relative`` as in
-    :func:`~interp.steps.featvis.feature_visualization`. Returns the PNG path of each unit."""
+    :func:`~interp.steps.featvis.feature_visualization`. Returns the PNG path of each unit.
+
+    Args:
+        model: the network.
+        dataset: the data the examples are mined from.
+        reporter: where the panels go.
+        layer: the units' layer.
+        units: unit numbers (a list or range); None: every unit.
+        k: examples per unit.
+        batch_size: inference batch size for mining.
+        views: the views of the optimized inputs, in order.
+        steps: optimization steps per view.
+        lr: learning rate.
+        seed: seeds the optimization.
+        transforms: the transforms of :func:`interp.optvis.render`.
+        tv_weight: the plain view's total-variation penalty.
+        l1_weight: the plain view's L1 penalty.
+        kind: what is optimized for a unit (``channel``, ``unit`` or ``peak``).
+        plain_param: the plain view's parameterization.
+        l1_relative: ``l1_weight`` in units of each unit's k-th best dataset activation.
+        prior: an ``ImagePrior`` or a decoder, for the prior view.
+        prior_max_norm: the prior view's trust radius around the origin.
+        examples: the layer's top-k examples to reuse, or None.
+        rendering: a feature visualization to reuse, or None.
+        step: the step the panels are filed under.
+
+    Returns:
+        ``{unit: path}``: the PNG written for each unit (None where the reporter is disabled,
+        e.g. off rank zero).
+
+    Raises:
+        InterpError: a unit out of range, or the settings
+            :func:`~interp.steps.featvis.feature_visualization` rejects.
+    """
     unit_list = resolve_units(model, layer, units, example_input(dataset))
     if examples is None or not examples.covers(unit_list, k):
         examples = Examples(mine(model, layer, unit_list, k, dataset, batch_size), None, dataset)

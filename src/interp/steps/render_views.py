@@ -42,7 +42,16 @@ PROTOTYPE_STEPS, PROTOTYPE_LR, PROTOTYPE_REG_WEIGHT, PROTOTYPE_DECAY = 128, 0.02
 def prior_starts(prior: nn.Module | None, examples: Examples | None, units: list[int]) -> torch.Tensor | None:
     """Where the prior view starts for each unit: the mean latent code of its top examples
     ([U, latent_dim], row i for ``units[i]``), when the prior can encode (``ImagePrior.encode``)
-    and ``examples`` cover the units; else None (random starts)."""
+    and ``examples`` cover the units; else None (random starts).
+
+    Args:
+        prior: an ``ImagePrior`` (or a decoder, which cannot encode), or None.
+        examples: the layer's top-k examples, or None.
+        units: the units rendered.
+
+    Returns:
+        ``[U, latent_dim]`` codes on the CPU, or None.
+    """
     encode = getattr(prior, "encode", None)
     if encode is None or examples is None or not examples.covers(units):
         return None
@@ -56,7 +65,15 @@ def prior_starts(prior: nn.Module | None, examples: Examples | None, units: list
 
 
 def examples_k(examples: Examples | None, units: list[int]) -> int:
-    """How many top examples every unit of ``units`` has (0 without examples covering them)."""
+    """How many top examples every unit of ``units`` has (0 without examples covering them).
+
+    Args:
+        examples: the layer's top-k examples, or None.
+        units: the units rendered.
+
+    Returns:
+        The smallest number of valid examples of any unit of ``units``.
+    """
     if examples is None or not examples.covers(units):
         return 0
     return min(int((examples.top.indices[examples.row(u)] >= 0).sum()) for u in units)
@@ -65,7 +82,15 @@ def examples_k(examples: Examples | None, units: list[int]) -> int:
 def unit_peaks(examples: Examples | None, units: list[int]) -> torch.Tensor | None:
     """Each unit's peak ([U, 2] (y, x), row i for ``units[i]``): the modal position of its top-k
     examples' spatial maxima (:func:`~interp.optvis.neuron.peak_positions`); None without examples
-    with positions (a dense layer, or a top-k reduced by the mean)."""
+    with positions (a dense layer, or a top-k reduced by the mean).
+
+    Args:
+        examples: the layer's top-k examples, or None.
+        units: the units rendered.
+
+    Returns:
+        ``[U, 2]`` long tensor, or None.
+    """
     k = examples_k(examples, units)
     if examples is None or k < 1 or examples.top.positions is None:
         return None
@@ -74,7 +99,15 @@ def unit_peaks(examples: Examples | None, units: list[int]) -> torch.Tensor | No
 
 
 def kth_best(examples: Examples | None, units: list[int]) -> torch.Tensor | None:
-    """Each unit's k-th best dataset activation ([U], the last of its top-k), or None."""
+    """Each unit's k-th best dataset activation ([U], the last of its top-k), or None.
+
+    Args:
+        examples: the layer's top-k examples, or None.
+        units: the units rendered.
+
+    Returns:
+        ``[U]`` floats (``k`` as in :func:`examples_k`), or None without examples covering ``units``.
+    """
     k = examples_k(examples, units)
     if examples is None or k < 1:
         return None
@@ -96,7 +129,25 @@ def view_param(
     seeded from (``seed``, unit); None: ``render_units``' default (seeded the same way). ``prior``
     is an ``ImagePrior`` or its decoder; ``starts`` ([len(units), latent_dim]) start the prior
     view's codes (:func:`prior_starts`); ``plain_param`` picks the plain view's
-    (:data:`PLAIN_PARAMS`)."""
+    (:data:`PLAIN_PARAMS`).
+
+    Args:
+        view: one of :data:`VIEWS` but ``prototype`` (which :func:`render_prototypes` renders).
+        shape: (C, H, W) of the images.
+        units: the units, one row each.
+        seed: the seed the rows' seeds derive from.
+        prior: the prior view's ``ImagePrior`` or decoder.
+        magnitude: the MaCo view's Fourier magnitude (None: its default).
+        prior_max_norm: the prior view's trust radius around the origin.
+        starts: the prior view's starting codes.
+        plain_param: the plain view's parameterization.
+
+    Returns:
+        The parameterization module, or None for the default one.
+
+    Raises:
+        InterpError: an unknown view or ``plain_param``, or the prior view without ``prior``.
+    """
     seeds = unit_seeds(seed, units)
     if view == "plain":
         if plain_param == "dark":
@@ -152,7 +203,14 @@ def _join(parts: list[Rendering], units: list[int]) -> Rendering:
 
 
 def row_l1(weights: torch.Tensor) -> obj.Objective:
-    """``-weights[i] * L1`` for batch row ``i`` (an L1 penalty with one weight per unit)."""
+    """``-weights[i] * L1`` for batch row ``i`` (an L1 penalty with one weight per unit).
+
+    Args:
+        weights: ``[B]``, one weight per batch row.
+
+    Returns:
+        An :class:`~interp.optvis.objectives.Objective` on the input.
+    """
     penalty = obj.l1()
 
     def fn(acts: obj.Acts) -> torch.Tensor:
@@ -203,7 +261,20 @@ def render_prototypes(
     """The prototype view of ``rows`` (one image per row, each from its unit's best ``k``
     examples alone): with positions, :func:`~interp.optvis.neuron.accentuate_prototypes` (examples
     aligned at the modal peak, neuron objective there); without, the mean of the examples
-    accentuated for the unit's channel objective. ``activations`` are the objective's values."""
+    accentuated for the unit's channel objective. ``activations`` are the objective's values.
+
+    Args:
+        model: the network.
+        layer: the units' layer.
+        rows: the unit of each row (a unit may repeat).
+        examples: the layer's top-k examples, covering ``rows``.
+        k: how many of each unit's best examples to use.
+        seed: seeds the accentuation.
+        progress: show a progress bar.
+
+    Returns:
+        The :class:`~interp.optvis.render.Rendering`, row ``i`` for ``rows[i]``.
+    """
     indices = [examples.top.indices[examples.row(u), :k].tolist() for u in rows]
     images = torch.stack([inputs_at(examples.dataset, i) for i in indices])  # [R, k, C, H, W]
     settings = dict(
@@ -258,7 +329,41 @@ def render_view(
     ``memory`` replaces the CUDA meter (any :class:`~interp.optvis.memory.MemoryMeter`).
     ``starts`` (row i for ``units[i]``) start the prior view; ``peaks`` ([U, 2]) are the positions
     of ``kind="peak"``; ``l1_weights`` ([U]) an L1 penalty per unit added to ``regularizer``; the
-    ``prototype`` view reads each unit's top ``examples`` (:func:`render_prototypes`)."""
+    ``prototype`` view reads each unit's top ``examples`` (:func:`render_prototypes`).
+
+    Args:
+        model: the network.
+        layer: the units' layer.
+        units: the units, row ``i`` for ``units[i]``.
+        view: one of :data:`VIEWS`.
+        image_shape: (C, H, W) of the images.
+        max_batch: the most units in one chunk (None: probe on CUDA, one batch on the CPU).
+        memory: a memory meter in place of the CUDA one.
+        seed: seeds the rows (with each unit) and the transforms.
+        prior: the prior view's ``ImagePrior`` or decoder.
+        magnitude: the MaCo view's Fourier magnitude.
+        prior_max_norm: the prior view's trust radius around the origin.
+        starts: the prior view's starting codes, ``[U, latent_dim]``.
+        regularizer: an objective added to each unit's (e.g. TV/L1 penalties), or None.
+        progress: show a progress bar.
+        kind: one of :data:`KINDS`.
+        peaks: ``[U, 2]`` positions for ``kind="peak"``.
+        l1_weights: ``[U]`` per-unit L1 weights, or None.
+        plain_param: the plain view's parameterization (:data:`PLAIN_PARAMS`).
+        examples: the layer's top-k examples (the prototype view needs them).
+        render_kwargs: passed to :func:`~interp.optvis.render_units` (``steps``, ``lr``,
+            ``transforms``, ...).
+
+    Returns:
+        The :class:`~interp.optvis.render.Rendering` of all ``units`` (on every rank), with their
+        ``units`` and ``activations``.
+
+    Raises:
+        InterpError: an unknown ``kind``, view or ``plain_param``; ``kind="peak"`` without one
+            peak per unit; the prototype view without top-k examples of every unit; the prior
+            view without ``prior``.
+        torch.OutOfMemoryError: a chunk of one unit does not fit, or there is no memory meter.
+    """
     if kind not in KINDS:
         raise InterpError(f"unknown kind {kind!r}: use {', '.join(KINDS)}")
     if kind == "peak" and (peaks is None or len(peaks) != len(units)):
