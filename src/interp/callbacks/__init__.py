@@ -11,7 +11,7 @@ data)`` runs that step without a trainer.
 
 from interp.callbacks.atlas import Atlas
 from interp.callbacks.attribution import AttributionCheck
-from interp.callbacks.base import InterpretationCallback, find_callback
+from interp.callbacks.base import InterpretationCallback
 from interp.callbacks.dream import DeepDream
 from interp.callbacks.expressions import Expressions
 from interp.callbacks.featvis import FeatureVisualization
@@ -33,5 +33,4 @@ __all__ = [
     "Inversion",
     "TopKExamples",
     "UnitPanel",
-    "find_callback",
 ]

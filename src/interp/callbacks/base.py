@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import lightning.pytorch as L
@@ -129,24 +129,6 @@ def dataset_of_loader(loader: Any) -> Dataset | None:
     if isinstance(loader, (list, tuple)):
         loader = loader[0]
     return getattr(loader, "dataset", None)
-
-
-def find_callback(callbacks: Iterable[Any], cls: type[C], match: Callable[[C], bool]) -> C | None:
-    """The last callback of type ``cls`` among ``callbacks`` that has a result and satisfies ``match``.
-
-    Args:
-        callbacks: the callbacks to search.
-        cls: the callback class.
-        match: a test of a callback of that class.
-
-    Returns:
-        The callback, or ``None``.
-    """
-    found = None
-    for cb in callbacks:
-        if isinstance(cb, cls) and cb.result is not None and match(cb):
-            found = cb
-    return found
 
 
 class InterpretationCallback(Callback):

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
-from interp.callbacks.base import CallbackArgumentError, InterpretationCallback, find_callback
+from interp.callbacks.base import CallbackArgumentError, InterpretationCallback
 from interp.optvis.topk import SPATIAL_REDUCTIONS
 from interp.report import Reporter
 from interp.steps.common import Units, example_input, resolve_units
@@ -85,25 +85,3 @@ class TopKExamples(InterpretationCallback):
         examples = examples_for(self.store, (model, step, self.layer), dataset, units, settings, progress)
         log_examples(model, examples, reporter, self.layer, units, step, self.k)
         return examples
-
-
-def examples_from(others: list[Any], layer: str, k: int = 1, dataset: Dataset | None = None) -> Examples | None:
-    """The top-k a :class:`TopKExamples` of the run mined on ``layer``, when it fits.
-
-    It fits with maxima over positions, at least ``k`` examples, and when it mined ``dataset`` (its indices point into
-    that data set; any data set when ``None``: only the values are used then).
-
-    Args:
-        others: the run's callbacks.
-        layer: the layer name.
-        k: examples needed per unit.
-        dataset: the data set the indices must point into, or ``None``.
-
-    Returns:
-        The examples, or ``None``.
-    """
-    topk = find_callback(others, TopKExamples, lambda cb: cb.layer == layer and cb.spatial == "max" and cb.k >= k)
-    if topk is None or topk.result is None or (dataset is not None and topk.result.dataset is not dataset):
-        return None
-    result: Examples = topk.result
-    return result
