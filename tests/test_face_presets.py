@@ -148,3 +148,42 @@ def test_presets_override_the_visualize_defaults():
     assert sorted(face.callbacks) == ["dream", "featvis"]
     assert (vgg.layer, list(vgg.views), vgg.tv_weight, vgg.l1_weight) == ("layer3", ["plain"], 0.0, 0.0)
     assert (expression.layer, sorted(expression.callbacks)) == ("fc", ["expressions"])
+
+
+def test_the_face_network_with_every_interpretation_on_a_folder_of_faces(face_root, tmp_path):
+    """FaceRecognitionNet through top-k on a user's folder of face crops, feature visualization,
+    attribution (with its scores) and the atlas, sharing one store as visualize does."""
+    from PIL import Image, ImageOps
+
+    from interp.atlas import build_atlas
+    from interp.callbacks import AttributionCheck, FeatureVisualization, TopKExamples
+    from interp.data.images import ImageFolderDataset
+    from interp.models.faceapi import FaceRecognitionNet
+    from interp.report import Reporter
+    from interp.store import ResultStore
+
+    photo = Image.open(face_root / "images" / "astronaut.png").convert("RGB")
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i, dx in enumerate((0, 12, 24)):
+        crop = photo.crop((150 + dx, 40, 350 + dx, 240)).resize((150, 150))
+        crop.save(folder / f"face{i}.png")
+        ImageOps.mirror(crop).save(folder / f"mirror{i}.png")
+    data = ImageFolderDataset(folder)
+    model = FaceRecognitionNet.from_weights(face_root / "face-api").eval()
+    run, store = tmp_path / "run", ResultStore()
+    reporter = Reporter(run)
+    units = [0, 3]
+    topk = TopKExamples("layer2", units=units, k=3, progress=False, on_error="raise")
+    featvis = FeatureVisualization("layer2", units=units, steps=4, shape=(3, 150, 150), progress=False)
+    attribution = AttributionCheck(
+        "layer2", units=units, k=2, ig_steps=4, n_check=4, check_units=1, sanity_check=False, score_units=1
+    )
+    for cb in (topk, featvis, attribution):
+        cb.apply(model, data, reporter, store=store)
+    assert topk.result.top.indices.shape == (2, 3)
+    assert featvis.result.renderings["plain"].image.shape == (2, 3, 150, 150)
+    assert attribution.result.grad_maxdiff <= 1e-4
+    index = build_atlas(run, dataset=data, model=model, progress=False)
+    page = (index.parent / "layer2" / "unit_0000.html").read_text()  # unit 0: the one scored
+    assert "img/plain/" in page and "deletion AUC" in page
