@@ -59,3 +59,31 @@ def trained_mlp(mnist_small):
     torch.manual_seed(0)
     x, y = mnist_small
     return train_quick(MnistMLP(), x, y, epochs=2)
+
+
+FACE_API_MANIFESTS = ("face_recognition_model-weights_manifest.json", "face_expression_model-weights_manifest.json")
+
+
+def _face_data_root() -> Path | None:
+    for c in (os.environ.get("INTERP_DATA_DIR"), REPO.parent / "shared" / "data"):
+        if c and all((Path(c) / "face-api" / m).is_file() for m in FACE_API_MANIFESTS):
+            return Path(c)
+    return None
+
+
+@pytest.fixture(scope="session")
+def face_root() -> Path:
+    """A data root holding ``face-api/`` (the face-api.js weights) and ``images/``; in CI its absence
+    is a failure, elsewhere the test is skipped."""
+    root = _face_data_root()
+    if root is None:
+        if os.environ.get("CI"):
+            pytest.fail("face-api weights not found: set INTERP_DATA_DIR (CI points it at ../shared/data)")
+        pytest.skip("face-api weights not found (set INTERP_DATA_DIR or run `make face-weights`)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def faceapi_dir(face_root) -> Path:
+    """The face-api weights folder (see :func:`face_root`)."""
+    return face_root / "face-api"

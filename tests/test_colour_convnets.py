@@ -3,7 +3,6 @@ CNN whose data a prior can learn, and the trained face networks at their input s
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -85,25 +84,12 @@ def test_a_prior_learns_colour_data_it_can_serve(tmp_path, monkeypatch):
     assert list((tmp_path / "cache").rglob("prior-*.pt")), "the colour prior was not cached"
 
 
-def _face_weights() -> Path | None:
-    root = os.environ.get("INTERP_DATA_DIR")
-    candidates = [Path(root) / "face-api"] if root else []
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data" / "face-api")
-    for c in candidates:
-        if (c / "face_recognition_model-weights_manifest.json").is_file():
-            return c
-    if os.environ.get("CI"):
-        pytest.fail("face-api weights not found: set INTERP_DATA_DIR (CI points it at ../shared/data)")
-    pytest.skip("face-api weights not found (set INTERP_DATA_DIR)")
-
-
 @pytest.mark.parametrize(("net", "layer", "size"), [("recognition", "layer1", 150), ("expression", "dense1", 112)])
-def test_face_network_channels_render_at_their_input_size(net, layer, size):
+def test_face_network_channels_render_at_their_input_size(faceapi_dir, net, layer, size):
     from interp.models.faceapi import FaceExpressionNet, FaceRecognitionNet
 
-    folder = _face_weights()
     cls = FaceRecognitionNet if net == "recognition" else FaceExpressionNet
-    model = cls.from_weights(folder).eval()
+    model = cls.from_weights(faceapi_dir).eval()
     fv = FeatureVisualization(layer, units=[0, 3], steps=4, shape=(3, size, size), progress=False)
     views = fv.apply(model)
     image = views.renderings["plain"].image

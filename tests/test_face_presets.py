@@ -13,25 +13,6 @@ import torch
 from helpers import REPO, event_images, run_cli
 
 EXPRESSIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
-MANIFESTS = ("face_recognition_model-weights_manifest.json", "face_expression_model-weights_manifest.json")
-
-
-def _face_root() -> Path | None:
-    for c in (os.environ.get("INTERP_DATA_DIR"), REPO.parent / "shared" / "data"):
-        if c and all((Path(c) / "face-api" / m).is_file() for m in MANIFESTS):
-            return Path(c)
-    return None
-
-
-@pytest.fixture(scope="session")
-def face_root() -> Path:
-    """A data root holding ``face-api/``; in CI its absence is a failure, elsewhere the test is skipped."""
-    root = _face_root()
-    if root is None:
-        if os.environ.get("CI"):
-            pytest.fail("face-api weights not found: set INTERP_DATA_DIR (CI points it at ../shared/data)")
-        pytest.skip("face-api weights not found (set INTERP_DATA_DIR to a folder holding face-api/)")
-    return root
 
 
 def _env(data_dir: Path, cache_dir: Path) -> dict[str, str]:

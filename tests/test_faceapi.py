@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -31,24 +30,6 @@ from interp.models.tfjs import TfjsWeights, WeightsFormatError, read_manifest
 FIXTURE = REPO / "tests" / "fixtures" / "faceapi_reference.npz"
 REC_MANIFEST = "face_recognition_model-weights_manifest.json"
 EXP_MANIFEST = "face_expression_model-weights_manifest.json"
-
-
-def _faceapi_dir() -> Path | None:
-    for root in (os.environ.get("INTERP_DATA_DIR"), REPO.parent / "shared" / "data"):
-        if root and (Path(root) / "face-api" / REC_MANIFEST).is_file():
-            return Path(root) / "face-api"
-    return None
-
-
-@pytest.fixture(scope="session")
-def faceapi_dir() -> Path:
-    """The shared face-api weights folder; in CI its absence is a failure, elsewhere a skip."""
-    folder = _faceapi_dir()
-    if folder is None:
-        if os.environ.get("CI"):
-            pytest.fail("face-api weights not found: set INTERP_DATA_DIR (CI points it at ../shared/data)")
-        pytest.skip("face-api weights not found (set INTERP_DATA_DIR or run `make face-weights`)")
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ and exact conservation is checked with the epsilon rule on every convolution.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -26,7 +25,6 @@ import torch
 import torchvision
 from torch import nn
 
-from helpers import REPO
 from interp.models.cnn import MnistCNN
 from interp.models.faceapi import FaceApiPreprocess, FaceExpressionNet, FaceRecognitionNet, Scale
 from interp.models.mlp import MNIST_STD, MnistMLP
@@ -224,24 +222,6 @@ def test_face_api_resize_shares_relevance_by_the_bilinear_weights():
         x = torch.rand(2, 3, size, size)
         error = conservation_error(net.eval(), "3", [0, 1], x, composite="epsilon_plus", **EXACT)
         assert error.max() < 1e-9, (size, error)
-
-
-def _faceapi_dir() -> Path | None:
-    for root in (os.environ.get("INTERP_DATA_DIR"), REPO.parent / "shared" / "data"):
-        if root and (Path(root) / "face-api" / FaceRecognitionNet.tfjs_manifest).is_file():
-            return Path(root) / "face-api"
-    return None
-
-
-@pytest.fixture(scope="module")
-def faceapi_dir() -> Path:
-    """The face-api weights folder; in CI its absence is a failure, elsewhere a skip."""
-    folder = _faceapi_dir()
-    if folder is None:
-        if os.environ.get("CI"):
-            pytest.fail("face-api weights not found: set INTERP_DATA_DIR (CI points it at ../shared/data)")
-        pytest.skip("face-api weights not found (set INTERP_DATA_DIR or run `make face-weights`)")
-    return folder
 
 
 def relative_error(model, layer, units, x, **kwargs) -> torch.Tensor:

@@ -249,7 +249,46 @@ _RECOGNITION_STAGES = (
 )
 
 
-class FaceRecognitionNet(L.LightningModule):
+class FaceApiWeights:
+    """What both face-api networks share: building one with the published weights.
+
+    A subclass names its manifest in ``tfjs_manifest`` and loads an opened one in ``load_tfjs``.
+    """
+
+    tfjs_manifest = ""
+
+    def load_tfjs(self, weights: TfjsWeights) -> None:  # pragma: no cover - both networks override it
+        """Load every tensor of an opened manifest.
+
+        Args:
+            weights: the opened manifest.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def from_weights(cls, path: str | os.PathLike | None = None, verify: bool = True) -> Any:
+        """The network with the published face-api weights, in eval mode.
+
+        Args:
+            path: a folder holding the network's ``*-weights_manifest.json`` (``tfjs_manifest``, and its
+                ``.bin``) or the manifest itself; ``None`` looks in ``$INTERP_CACHE_DIR/face-api``
+                (``~/.cache/interp/face-api``), then ``$INTERP_DATA_DIR/face-api``.
+            verify: check both files against :data:`FACE_API_SHA256`.
+
+        Returns:
+            The loaded network.
+
+        Raises:
+            DataNotFoundError: no weights found (run ``make face-weights``).
+            WeightsFormatError: a file that is corrupt, truncated, tampered with or does not fit.
+        """
+        net = cls()
+        weights = _resolve_and_open(cls.tfjs_manifest, path, verify)
+        net.load_tfjs(weights)
+        return net.eval()  # type: ignore[attr-defined]
+
+
+class FaceRecognitionNet(FaceApiWeights, L.LightningModule):
     """dlib's face-recognition ResNet (face-api.js port): face crops to 128-D descriptors.
 
     Modules, in forward order (sizes at the 150x150 input):
@@ -290,28 +329,6 @@ class FaceRecognitionNet(L.LightningModule):
         self.example_input_array = torch.zeros(1, 3, self.input_size, self.input_size)
         self.default_layer = "layer3"
         self.eval()
-
-    @classmethod
-    def from_weights(cls, path: str | os.PathLike | None = None, verify: bool = True) -> FaceRecognitionNet:
-        """The network with the published face-api weights, in eval mode.
-
-        Args:
-            path: a folder holding ``face_recognition_model-weights_manifest.json`` (and its
-                ``.bin``) or the manifest itself; ``None`` looks in ``$INTERP_CACHE_DIR/face-api``
-                (``~/.cache/interp/face-api``), then ``$INTERP_DATA_DIR/face-api``.
-            verify: check both files against :data:`FACE_API_SHA256`.
-
-        Returns:
-            The loaded network.
-
-        Raises:
-            DataNotFoundError: no weights found (run ``make face-weights``).
-            WeightsFormatError: a file that is corrupt, truncated, tampered with or does not fit.
-        """
-        net = cls()
-        weights = _resolve_and_open(cls.tfjs_manifest, path, verify)
-        net.load_tfjs(weights)
-        return net.eval()
 
     def load_tfjs(self, weights: TfjsWeights) -> None:
         """Load every tensor of the face-api manifest (strictly: all used, shapes checked).
@@ -420,7 +437,7 @@ class DenseBlock(nn.Module):
             _load(weights, f"{name}/bias", bias, "vector")
 
 
-class FaceExpressionNet(L.LightningModule):
+class FaceExpressionNet(FaceApiWeights, L.LightningModule):
     """face-api's expression classifier: 112x112 face crops to 7 expression logits.
 
     Modules, in forward order (sizes at the 112x112 input): ``preprocess``
@@ -448,28 +465,6 @@ class FaceExpressionNet(L.LightningModule):
         self.example_input_array = torch.zeros(1, 3, self.input_size, self.input_size)
         self.default_layer = "dense3"
         self.eval()
-
-    @classmethod
-    def from_weights(cls, path: str | os.PathLike | None = None, verify: bool = True) -> FaceExpressionNet:
-        """The network with the published face-api weights, in eval mode.
-
-        Args:
-            path: a folder holding ``face_expression_model-weights_manifest.json`` (and its
-                ``.bin``) or the manifest itself; ``None`` looks in ``$INTERP_CACHE_DIR/face-api``
-                (``~/.cache/interp/face-api``), then ``$INTERP_DATA_DIR/face-api``.
-            verify: check both files against :data:`FACE_API_SHA256`.
-
-        Returns:
-            The loaded network.
-
-        Raises:
-            DataNotFoundError: no weights found (run ``make face-weights``).
-            WeightsFormatError: a file that is corrupt, truncated, tampered with or does not fit.
-        """
-        net = cls()
-        weights = _resolve_and_open(cls.tfjs_manifest, path, verify)
-        net.load_tfjs(weights)
-        return net.eval()
 
     def load_tfjs(self, weights: TfjsWeights) -> None:
         """Load every tensor of the face-api manifest (strictly: all used, shapes checked).
