@@ -474,87 +474,8 @@ def test_the_randomization_check_runs_on_the_first_sanity_units_units(tmp_path, 
     assert sorted(checked) == [2, 2, 5, 5, 7, 7]
 
 
-@pytest.mark.parametrize("topk_first", [True, False])
-def test_reuse_never_drops_a_view_and_covers_the_units_it_lacks(tmp_path, mnist_small, topk_first):
-    """A top-k of units [0, 5] and a feature visualization of units 0-7 with the prior view, in
-    either order: the prior view is rendered for all 8 units (no warning, no lost view); after the
-    top-k, every unit is compared with its top examples (those the top-k lacked are mined)."""
-    import warnings
-
-    x, y = mnist_small[0][:1024], mnist_small[1][:1024]
-    torch.manual_seed(0)
-    model = UserCNN()
-    topk = TopKExamples(layer="features.3", units=[0, 5], k=9, progress=False)
-    featvis = FeatureVisualization(
-        layer="features.3", units=range(8), steps=8, views=("plain", "prior"), progress=False
-    )
-    callbacks = [topk, featvis] if topk_first else [featvis, topk]
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        callbacks=callbacks,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        default_root_dir=tmp_path,
-        limit_train_batches=4,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)
-        warnings.filterwarnings("ignore", message=".*(does not have many workers|num_workers|LeafSpec).*")
-        trainer.fit(model, UserData(x, y))
-    result = featvis.result
-    assert result is not None and result.units == list(range(8))
-    assert result.renderings["prior"].images[-1].shape[0] == 8
-    if topk_first:  # the top-k's two units were reused and the other six mined: a ratio for each unit
-        assert result.ratios["prior"].shape == (8,) and result.ratios["plain"].shape == (8,)
-
-
-@pytest.mark.parametrize("topk_first", [True, False])
-def test_topk_and_attribution_share_one_mining_in_either_order(tmp_path, mnist_small, topk_first, monkeypatch):
-    """The store shares the top-k between TopKExamples and AttributionCheck: whichever runs first
-    mines (all the units either needs), the other reuses; the results do not depend on the order."""
-    import interp.steps.topk as steps_topk
-
-    x, y = mnist_small[0][:512], mnist_small[1][:512]
-    torch.manual_seed(0)
-    model = UserCNN()
-    calls: list[list[int]] = []
-    real = steps_topk.mine
-
-    def counting(model, layer, units, *args, **kwargs):
-        calls.append(list(units))
-        return real(model, layer, units, *args, **kwargs)
-
-    monkeypatch.setattr(steps_topk, "mine", counting)
-    topk = TopKExamples(layer="features.3", units=[0, 5], k=8, progress=False)
-    attribution = AttributionCheck(
-        layer="features.3", units=[5, 7], k=4, ig_steps=4, n_check=8, sanity_check=False, scores=False
-    )
-    callbacks = [topk, attribution] if topk_first else [attribution, topk]
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        callbacks=callbacks,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        default_root_dir=tmp_path,
-        limit_train_batches=2,
-    )
-    data = UserData(x, y)
-    fixed = TensorDataset(x, y)  # one data set object: results are filed under the data set they mined
-    data.train_dataloader = lambda: DataLoader(fixed, batch_size=64, shuffle=True)  # type: ignore[method-assign]
-    trainer.fit(model, data)
-    assert topk.result is not None and attribution.result is not None
-    # topk first: it mines 0 and 5, the attribution mines only 7; attribution first: it mines 5 and 7 at k=4,
-    # the top-k needs k=8 and mines every unit at k=8 once
-    assert calls == ([[0, 5], [7]] if topk_first else [[5, 7], [5, 7, 0]])
-    saved = torch.load(tmp_path / "interp" / "attribution" / "features.3" / "attribution.pt", weights_only=True)
-    assert saved["examples"].shape[:2] == (2, 4)
-
-
-def _fit_order(tmp_path, x, y, callbacks):
+def _fit_briefly(tmp_path, x, y, callbacks):
+    """Two training steps of a fresh UserCNN on one fixed data set object with ``callbacks``; the PNGs written."""
     torch.manual_seed(0)
     model = UserCNN()
     data = UserData(x, y)
@@ -574,6 +495,58 @@ def _fit_order(tmp_path, x, y, callbacks):
     return sorted(p.relative_to(tmp_path) for p in (tmp_path / "interp").rglob("*.png"))
 
 
+@pytest.mark.parametrize("topk_first", [True, False])
+def test_reuse_never_drops_a_view_and_covers_the_units_it_lacks(tmp_path, mnist_small, topk_first):
+    """A top-k of units [0, 5] and a feature visualization of units 0-7 with the prior view, in
+    either order: the prior view is rendered for all 8 units (no warning, no lost view); after the
+    top-k, every unit is compared with its top examples (those the top-k lacked are mined)."""
+    import warnings
+
+    x, y = mnist_small[0][:1024], mnist_small[1][:1024]
+    topk = TopKExamples(layer="features.3", units=[0, 5], k=9, progress=False)
+    featvis = FeatureVisualization(
+        layer="features.3", units=range(8), steps=8, views=("plain", "prior"), progress=False
+    )
+    callbacks = [topk, featvis] if topk_first else [featvis, topk]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", message=".*(does not have many workers|num_workers|LeafSpec).*")
+        _fit_briefly(tmp_path, x, y, callbacks)
+    result = featvis.result
+    assert result is not None and result.units == list(range(8))
+    assert result.renderings["prior"].images[-1].shape[0] == 8
+    if topk_first:  # the top-k's two units were reused and the other six mined: a ratio for each unit
+        assert result.ratios["prior"].shape == (8,) and result.ratios["plain"].shape == (8,)
+
+
+@pytest.mark.parametrize("topk_first", [True, False])
+def test_topk_and_attribution_share_one_mining_in_either_order(tmp_path, mnist_small, topk_first, monkeypatch):
+    """The store shares the top-k between TopKExamples and AttributionCheck: whichever runs first
+    mines (all the units either needs), the other reuses; the results do not depend on the order."""
+    import interp.steps.topk as steps_topk
+
+    x, y = mnist_small[0][:512], mnist_small[1][:512]
+    calls: list[list[int]] = []
+    real = steps_topk.mine
+
+    def counting(model, layer, units, *args, **kwargs):
+        calls.append(list(units))
+        return real(model, layer, units, *args, **kwargs)
+
+    monkeypatch.setattr(steps_topk, "mine", counting)
+    topk = TopKExamples(layer="features.3", units=[0, 5], k=8, progress=False)
+    attribution = AttributionCheck(
+        layer="features.3", units=[5, 7], k=4, ig_steps=4, n_check=8, sanity_check=False, scores=False
+    )
+    _fit_briefly(tmp_path, x, y, [topk, attribution] if topk_first else [attribution, topk])
+    assert topk.result is not None and attribution.result is not None
+    # topk first: it mines 0 and 5, the attribution mines only 7; attribution first: it mines 5 and 7 at k=4,
+    # the top-k needs k=8 and mines every unit at k=8 once
+    assert calls == ([[0, 5], [7]] if topk_first else [[5, 7], [5, 7, 0]])
+    saved = torch.load(tmp_path / "interp" / "attribution" / "features.3" / "attribution.pt", weights_only=True)
+    assert saved["examples"].shape[:2] == (2, 4)
+
+
 @pytest.mark.slow
 def test_the_order_of_the_callbacks_does_not_change_their_pictures(tmp_path, mnist_small):
     """Top-k, feature visualization (with the views that need top examples) and the panel reuse each
@@ -590,7 +563,7 @@ def test_the_order_of_the_callbacks_does_not_change_their_pictures(tmp_path, mni
             "panel": lambda: UnitPanel("features.3", k=16, on_error="raise", **settings),
         }
         folder = tmp_path / "-".join(order)
-        files = _fit_order(folder, x, y, [make[name]() for name in order])
+        files = _fit_briefly(folder, x, y, [make[name]() for name in order])
         runs[order] = (folder, files)
     (first, (folder0, files0)), *rest = runs.items()
     assert any("prototype" in str(f) for f in files0) and any("panel" in str(f) for f in files0)
