@@ -3,14 +3,11 @@ checkpoints and run configs. Every user error is one line, an InterpError."""
 
 from __future__ import annotations
 
-import doctest
 import gzip
 import os
 import pickle
 import shutil
 import struct
-import subprocess
-import sys
 import threading
 import time
 import warnings
@@ -31,7 +28,6 @@ from interp.errors import (
     InterpError,
     UnsafeConfigError,
 )
-from interp.optvis import inputs
 from interp.optvis.inputs import as_image_batch, check_image_range, pil_to_tensor
 
 
@@ -326,23 +322,6 @@ def test_check_image_range_for_loader_batches():
     one_line(exc)
     with pytest.raises(ImageRangeError, match=r"torch.uint8.*x.float\(\) / 255"):
         check_image_range(torch.zeros(1, 1, 2, 2, dtype=torch.uint8), "mine_topk data")
-
-
-def test_docstring_examples():
-    from interp import runs
-
-    for module in (inputs, runs):
-        result = doctest.testmod(module)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
-
-
-def test_inputs_module_is_pure_torch():
-    code = (
-        "import sys, interp.optvis.inputs; bad = [m for m in ('lightning', 'hydra', 'tensorboard', "
-        "'pytorch_lightning') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 # --- MNIST IDX files ----------------------------------------------------------------------------

@@ -147,3 +147,23 @@ def test_readme_python_examples_run(tmp_path, mnist_root):
         [sys.executable, "readme_examples.py"], cwd=tmp_path, capture_output=True, text=True, timeout=900
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+FRAMEWORKS = ("lightning", "pytorch_lightning", "hydra", "omegaconf", "tensorboard")
+
+
+def test_optvis_imports_no_framework():
+    """Every module of ``interp.optvis``, imported in a fresh interpreter, loads none of the frameworks the
+    layers above it use: optvis stays usable alone, like Lucent's optvis or Captum's attr."""
+    modules = sorted(
+        "interp." + ".".join(p.relative_to(SRC / "interp").with_suffix("").parts).replace(".__init__", "")
+        for p in (SRC / "interp" / "optvis").rglob("*.py")
+    )
+    assert "interp.optvis.render" in modules and "interp.optvis.scores.faithfulness" in modules
+    code = (
+        f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+        f"bad = sorted({{m.split('.')[0] for m in sys.modules}} & set({FRAMEWORKS!r}))\n"
+        "print(bad)\nsys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
