@@ -13,11 +13,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_module(
-    module: str, args: list[str], env: dict[str, str], cwd: Path | str, timeout: float = 900, **kwargs
+    module: str,
+    args: list[str],
+    env: dict[str, str],
+    cwd: Path | str,
+    timeout: float = 900,
+    prefix: list[str] | None = None,
+    **kwargs,
 ) -> subprocess.CompletedProcess:
-    """``python -m <module> <args>`` in ``cwd``, output captured as text."""
+    """``python -m <module> <args>`` in ``cwd``, output captured as text; ``prefix``: a command that
+    runs it (``setpriv ...``)."""
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [*(prefix or []), sys.executable, "-m", module, *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -30,8 +37,24 @@ def run_module(
 def run_cli(
     args: list[str], env: dict[str, str], cwd: Path | str, timeout: float = 900, **kwargs
 ) -> subprocess.CompletedProcess:
-    """``python -m interp <args>`` in ``cwd``, output captured as text."""
+    """``python -m interp <args>`` in ``cwd``, output captured as text (the one way tests run the CLI;
+    :func:`start_cli` for one that is signalled or raced)."""
     return run_module("interp", args, env, cwd, timeout, **kwargs)
+
+
+def start_cli(
+    args: list[str], env: dict[str, str], cwd: Path | str, prefix: list[str] | None = None
+) -> subprocess.Popen:
+    """``python -m interp <args>`` started in ``cwd`` (stdout and stderr piped, text), for tests that
+    signal or race it; ``prefix``: a command that runs it (``setpriv ...``)."""
+    return subprocess.Popen(
+        [*(prefix or []), sys.executable, "-m", "interp", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 class Boom(nn.Module):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli
+from helpers import run_cli, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -745,15 +745,8 @@ def test_visualize_stops_on_ctrl_c_with_one_line(trained, tmp_path):
     import signal
 
     cwd, env, ckpt = trained
-    args = [sys.executable, "-m", "interp", "visualize", f"ckpt={ckpt}", "callbacks=[featvis]", "units=0-63"]
-    proc = subprocess.Popen(
-        [*args, "steps=100000", "views=[plain]", "experiment=stopped"],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    args = ["visualize", f"ckpt={ckpt}", "callbacks=[featvis]", "units=0-63"]
+    proc = start_cli([*args, "steps=100000", "views=[plain]", "experiment=stopped"], env, cwd)
     assert proc.stdout is not None
     for line in proc.stdout:  # wait until the work has started
         if line.startswith("interp visualize:"):

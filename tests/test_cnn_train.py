@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 
 import pytest
+
+from helpers import run_cli
 
 pytestmark = pytest.mark.slow
 
 
 def test_cnn_reaches_its_accuracy(tmp_path, mnist_root):
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_WAIT_POLICY="PASSIVE", INTERP_DATA_DIR=str(mnist_root))
-    proc = subprocess.run(
-        [sys.executable, "-m", "interp", "train", "model=cnn", "callbacks=[]", f"runs_dir={tmp_path}"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    proc = run_cli(["train", "model=cnn", "callbacks=[]", f"runs_dir={tmp_path}"], env, tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "max_epochs=4" in proc.stderr + proc.stdout  # the model config's epochs, not the MLP's 10
     found = re.search(r"test accuracy: ([0-9.]+) \(10000 test images\)", proc.stdout)

@@ -4,8 +4,6 @@ import gzip
 import os
 import signal
 import struct
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from helpers import run_cli
+from helpers import REPO, run_cli, start_cli
 from interp.data import MNISTDataModule, load_mnist
 from interp.errors import DataNotFoundError
 from interp.models import MnistMLP
@@ -146,11 +144,10 @@ def test_checkpoint_reload_gives_identical_predictions(tmp_path, tiny_mnist):
 
 
 def test_cli_help_lists_commands():
-    proc = subprocess.run([sys.executable, "-m", "interp", "--help"], capture_output=True, text=True, check=True)
-    assert "train" in proc.stdout and "visualize" in proc.stdout
-    proc = subprocess.run(
-        [sys.executable, "-m", "interp", "train", "--help"], capture_output=True, text=True, check=True
-    )
+    proc = run_cli(["--help"], dict(os.environ), REPO, timeout=300)
+    assert proc.returncode == 0 and "train" in proc.stdout and "visualize" in proc.stdout
+    proc = run_cli(["train", "--help"], dict(os.environ), REPO, timeout=300)
+    assert proc.returncode == 0
     for group in ("model", "data", "trainer", "logger", "callbacks"):
         assert group in proc.stdout
 
@@ -220,14 +217,7 @@ def test_signal_mid_training_keeps_the_checkpoint_then_resume_latest(tmp_path, t
         "experiment=r",
         "trainer.max_epochs=40",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "interp", "train", *common],
-        env=base_env(root),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(["train", *common], base_env(root), tmp_path)
     last = _wait_for(runs, "r/*/checkpoints/last.ckpt")
     time.sleep(1.0)
     proc.send_signal(signum)
@@ -275,14 +265,7 @@ def test_sigterm_during_the_interpretation_callbacks(tmp_path, tiny_mnist):
         "experiment=cb",
         "trainer.max_epochs=1",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "interp", "train", *args],
-        env=base_env(root),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(["train", *args], base_env(root), tmp_path)
     last = _wait_for(runs, "cb/*/checkpoints/last.ckpt")
     time.sleep(3.0)  # the epoch's checkpoint is written; feature visualization is running
     proc.send_signal(signal.SIGTERM)
@@ -308,17 +291,7 @@ def test_concurrent_runs_get_their_own_folders(tmp_path, tiny_mnist):
         "hydra.run.dir='${unique_dir:${runs_dir}/same/one-stamp}'",
     ]
     env = dict(base_env(root), OMP_NUM_THREADS="1")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "interp", *args, f"seed={i}"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(3)
-    ]
+    procs = [start_cli([*args, f"seed={i}"], env, tmp_path) for i in range(3)]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-2000:]

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -90,10 +89,7 @@ def run_folder(tmp_path) -> Path:
 
 def _atlas(run: Path, *extra: str, prefix: list[str] | None = None) -> subprocess.CompletedProcess:
     args = [f"ckpt={run / 'checkpoints' / 'last.ckpt'}", *extra]
-    if prefix is None:
-        return run_cli(["atlas", *args], _env(), run.parent, timeout=300)
-    cmd = [*prefix, sys.executable, "-m", "interp", "atlas", *args]
-    return subprocess.run(cmd, env=_env(), cwd=run.parent, capture_output=True, text=True, timeout=300)
+    return run_cli(["atlas", *args], _env(), run.parent, timeout=300, prefix=prefix)
 
 
 # --- 1. EXIF orientation ----------------------------------------------------------------------------

@@ -6,14 +6,14 @@ from __future__ import annotations
 import io
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from tb_server import get, get_json, tensorboard_server, wait_for
+
+from helpers import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -52,14 +52,7 @@ def trained_run(tmp_path_factory, mnist_root):
     work = tmp_path_factory.mktemp("tb_live")
     runs = work / "runs"
     env = dict(os.environ, INTERP_DATA_DIR=str(mnist_root), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "interp", "train", *TRAIN_ARGS, f"runs_dir={runs}"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli(["train", *TRAIN_ARGS, f"runs_dir={runs}"], env, work, timeout=300)
     assert proc.returncode == 0, f"train failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     run_dirs = [p for p in (runs / "mnist_mlp").iterdir() if p.is_dir()]
     assert len(run_dirs) == 1, run_dirs
