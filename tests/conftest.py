@@ -87,3 +87,32 @@ def face_root() -> Path:
 def faceapi_dir(face_root) -> Path:
     """The face-api weights folder (see :func:`face_root`)."""
     return face_root / "face-api"
+
+
+def browser_or_skip():
+    """The :class:`browser.Browser` class; without Chromium (or websocket-client) the test fails in CI and is
+    skipped elsewhere."""
+    from browser import find_chromium
+
+    missing = []
+    if find_chromium() is None:
+        missing.append("chromium (run scripts/install_chromium.sh)")
+    try:
+        import websocket  # noqa: F401
+    except ImportError:
+        missing.append("the websocket-client package")
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail("browser tests must run in CI but " + " and ".join(missing) + " is missing")
+        pytest.skip("no browser: " + " and ".join(missing) + " missing")
+    from browser import Browser
+
+    return Browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (1280x900) for the tests of one module."""
+    Browser = browser_or_skip()
+    with Browser(width=1280, height=900) as b:
+        yield b

@@ -7,7 +7,6 @@ unset; in CI a missing browser fails them.
 
 from __future__ import annotations
 
-import os
 import re
 import resource
 import sys
@@ -335,32 +334,6 @@ def test_looks_like_torchvision_classifier():
 
 
 # --- in a real browser ----------------------------------------------------------------------------
-
-
-def _browser_or_skip():
-    from browser import find_chromium
-
-    missing = []
-    if find_chromium() is None:
-        missing.append("chromium (run scripts/install_chromium.sh)")
-    try:
-        import websocket  # noqa: F401
-    except ImportError:
-        missing.append("the websocket-client package")
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail("browser tests must run in CI but " + " and ".join(missing) + " is missing")
-        pytest.skip("no browser: " + " and ".join(missing) + " missing")
-    from browser import Browser
-
-    return Browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    Browser = _browser_or_skip()
-    with Browser(width=1280, height=900) as b:
-        yield b
 
 
 def _check_page(browser, page: Path, root: Path, min_images: int = 1):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_atlas import _browser_or_skip, _check_page
+from test_atlas import _check_page
 
 from helpers import run_cli
 
@@ -38,13 +38,6 @@ def runs(tmp_path_factory, mnist_root):
         out[model] = run / "atlas" / "index.html"
         assert out[model].is_file()
     return out
-
-
-@pytest.fixture(scope="module")
-def browser():
-    Browser = _browser_or_skip()
-    with Browser(width=1280, height=900) as b:
-        yield b
 
 
 @pytest.mark.parametrize(("model", "layer"), [("mlp", "dense_1"), ("cnn", "conv2")])

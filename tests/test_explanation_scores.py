@@ -8,7 +8,6 @@ sanity check never gives back the weights a model was built with.
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 
@@ -226,32 +225,6 @@ def test_atlas_pages_show_the_scores(atlas, scored_run):
     for metric in SCORES:
         assert score_header(metric).split(" (")[0] in layer
     assert saved["scores"]["deletion_auc"].shape[1] == len(UNITS)
-
-
-def _browser_or_skip():
-    from browser import find_chromium
-
-    missing = []
-    if find_chromium() is None:
-        missing.append("chromium (run scripts/install_chromium.sh)")
-    try:
-        import websocket  # noqa: F401
-    except ImportError:
-        missing.append("the websocket-client package")
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail("browser tests must run in CI but " + " and ".join(missing) + " is missing")
-        pytest.skip("no browser: " + " and ".join(missing) + " missing")
-    from browser import Browser
-
-    return Browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    Browser = _browser_or_skip()
-    with Browser(width=1280, height=900) as b:
-        yield b
 
 
 def test_browser_unit_page_captions_each_map_with_its_scores(atlas, scored_run, browser):
