@@ -18,6 +18,8 @@ first never changes what the others compute.
 >>> store.put(model := object(), 0, "dense_1", "topk", ("max", 1), "examples")
 >>> store.get(model, 0, "dense_1", "topk", ("max", 1)), store.get(model, 1, "dense_1", "topk", ("max", 1))
 ('examples', None)
+>>> store.put(model, 1, "dense_1", "topk", ("max", 1), "later"); len(store)  # the step-0 result is stale
+1
 """
 
 from __future__ import annotations
@@ -54,14 +56,19 @@ class ResultStore:
         return self._items.get(self._key(model, step, layer, kind, settings))
 
     def put(self, model: Any, step: int, layer: str, kind: str, settings: Hashable, result: Any) -> None:
-        """File ``result`` under these keys (replacing what was there).
+        """File ``result`` under these keys (replacing what was there, and forgetting this model's results
+        of other steps).
 
         Args:
             model, step, layer, kind, settings: as in :meth:`get`.
             result: the result to keep.
         """
+        key = self._key(model, step, layer, kind, settings)
+        # results of an earlier step of this model are stale (every_n_epochs): drop them, keep memory flat
+        for old in [k for k in self._items if k[0] == key[0] and k[1] != key[1]]:
+            del self._items[old]
         self._models[id(model)] = model
-        self._items[self._key(model, step, layer, kind, settings)] = result
+        self._items[key] = result
 
     def __len__(self) -> int:
         return len(self._items)

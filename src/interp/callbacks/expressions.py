@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
 
 from interp.callbacks.base import InterpretationCallback
+from interp.errors import InterpError
 from interp.report import Reporter
-from interp.steps.dream import Images
-from interp.steps.expressions import ClassPictures, expressions
+from interp.steps.expressions import ClassPictures, ExpressionSettings, expressions
 
 
 class Expressions(InterpretationCallback):
@@ -23,12 +23,13 @@ class Expressions(InterpretationCallback):
 
     Args:
         layer: the logits (``fc`` of :class:`~interp.models.FaceExpressionNet`).
-        image: a photo path or tensor; None: the shipped portrait.
-        face_box: (top, left, height, width) of the face in the photo; None: the shipped
-            portrait's face for it, else the whole photo.
-        steps, lr, decay_power, accentuate_steps, accentuate_lr, reg_weight, seed: see
-            :func:`~interp.steps.expressions.expressions`.
+        settings: an :class:`~interp.steps.expressions.ExpressionSettings` (None: the defaults).
         every_n_epochs, run_on_train_end, on_error, progress: see :class:`InterpretationCallback`.
+        options: settings by name, over ``settings`` (``image``, ``face_box``, ``steps``, ...: the fields of
+            :class:`~interp.steps.expressions.ExpressionSettings`, where their defaults and docs live).
+
+    Raises:
+        InterpError: a name that is not a setting, or a setting out of range.
     """
 
     needs_data = False
@@ -37,20 +38,13 @@ class Expressions(InterpretationCallback):
     def __init__(
         self,
         layer: str = "fc",
-        image: Images = None,
-        face_box: Sequence[int] | None = None,
-        steps: int = 256,
-        lr: float = 0.01,
-        decay_power: float = 1.5,
-        accentuate_steps: int = 96,
-        accentuate_lr: float = 0.003,
-        reg_weight: float = 100.0,
-        seed: int = 0,
         *,
+        settings: ExpressionSettings | None = None,
         every_n_epochs: int = 0,
         run_on_train_end: bool = True,
         on_error: str = "warn",
         progress: bool = True,
+        **options: Any,
     ):
         super().__init__(
             layer,
@@ -59,10 +53,10 @@ class Expressions(InterpretationCallback):
             on_error=on_error,
             progress=progress,
         )
-        self.image, self.face_box = image, None if face_box is None else tuple(face_box)
-        self.steps, self.lr, self.decay_power = steps, lr, decay_power
-        self.accentuate_steps, self.accentuate_lr, self.reg_weight = accentuate_steps, accentuate_lr, reg_weight
-        self.seed = seed
+        try:
+            self.settings = replace(settings or ExpressionSettings(), layer=layer, **options)
+        except TypeError as e:
+            raise InterpError(f"Expressions: {e}") from None
 
     def interpret(
         self,
@@ -73,19 +67,4 @@ class Expressions(InterpretationCallback):
         others: list[Any],
         progress: bool,
     ) -> ClassPictures:
-        return expressions(
-            model,
-            reporter,
-            layer=self.layer,
-            image=self.image,
-            face_box=self.face_box,
-            steps=self.steps,
-            lr=self.lr,
-            decay_power=self.decay_power,
-            accentuate_steps=self.accentuate_steps,
-            accentuate_lr=self.accentuate_lr,
-            reg_weight=self.reg_weight,
-            seed=self.seed,
-            step=step,
-            progress=progress,
-        )
+        return expressions(model, reporter, self.settings, step=step, progress=progress)

@@ -15,7 +15,7 @@ scripts call them directly, without a Trainer::
 from interp.steps.attribution import AttributionMismatchError, AttributionSummary, attribute_units
 from interp.steps.common import resolve_units, unit_tag
 from interp.steps.dream import deep_dream, load_images
-from interp.steps.expressions import ClassPictures, expressions
+from interp.steps.expressions import ClassPictures, ExpressionSettings, expressions
 from interp.steps.featvis import feature_visualization
 from interp.steps.inversion import inversion
 from interp.steps.panel import unit_panels
@@ -31,6 +31,7 @@ __all__ = [
     "attribute_units",
     "deep_dream",
     "embedding_projector",
+    "ExpressionSettings",
     "expressions",
     "feature_visualization",
     "inversion",

@@ -14,7 +14,8 @@ stops pushing once the class wins, rather than the raw logit, which grows withou
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -138,29 +139,11 @@ def _table(names: list[str], rows: list[tuple[str, torch.Tensor]]) -> str:
     return "\n".join(lines)
 
 
-def expressions(
-    model: nn.Module,
-    reporter: Reporter,
-    *,
-    layer: str = "fc",
-    image: Images = None,
-    face_box: Sequence[int] | None = None,
-    steps: int = 256,
-    lr: float = 0.01,
-    decay_power: float = 1.5,
-    accentuate_steps: int = 96,
-    accentuate_lr: float = 0.003,
-    reg_weight: float = 100.0,
-    seed: int = 0,
-    step: int = 0,
-    progress: bool = False,
-) -> ClassPictures:
-    """Render every class of the classifier ``layer`` from noise and accentuate it from a face.
+@dataclass(frozen=True)
+class ExpressionSettings:
+    """What decides the class pictures of :func:`expressions`: defaults, checks and docs in one place.
 
-    Args:
-        model: a classifier of face crops whose ``layer`` outputs logits (names from
-            ``model.class_names``, else the class numbers); its ``example_input_array`` gives the size.
-        reporter: where the pictures, the table and the results go.
+    Attributes:
         layer: the layer of the logits.
         image: the photo (None: the shipped portrait); only its first image is used.
         face_box: (top, left, height, width) of the face in the photo as loaded; None: the face of
@@ -169,8 +152,49 @@ def expressions(
         accentuate_steps, accentuate_lr, reg_weight: the accentuations (no transforms; the model's
             first layer held close with weight ``reg_weight``).
         seed: seeds the renderings (one seed per class) and their transforms.
+    """
+
+    layer: str = "fc"
+    image: Images = None
+    face_box: tuple[int, ...] | None = None
+    steps: int = 256
+    lr: float = 0.01
+    decay_power: float = 1.5
+    accentuate_steps: int = 96
+    accentuate_lr: float = 0.003
+    reg_weight: float = 100.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.face_box is not None:
+            object.__setattr__(self, "face_box", tuple(int(v) for v in self.face_box))
+            if len(self.face_box) != 4:
+                raise InterpError(f"face_box must be (top, left, height, width), got {self.face_box}")
+        for key in ("steps", "accentuate_steps"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InterpError(f"expressions: {key} must be a whole number >= 1, got {value!r}")
+
+
+def expressions(
+    model: nn.Module,
+    reporter: Reporter,
+    settings: ExpressionSettings | None = None,
+    *,
+    step: int = 0,
+    progress: bool = False,
+    **options: Any,
+) -> ClassPictures:
+    """Render every class of the classifier ``layer`` from noise and accentuate it from a face.
+
+    Args:
+        model: a classifier of face crops whose ``layer`` outputs logits (names from
+            ``model.class_names``, else the class numbers); its ``example_input_array`` gives the size.
+        reporter: where the pictures, the table and the results go.
+        settings: the :class:`ExpressionSettings` (None: the defaults).
         step: the global step everything is logged at.
         progress: show tqdm bars.
+        options: settings given by name, over ``settings`` (``layer="fc", steps=64``).
 
     Returns:
         The face, the renderings, the accentuations and their probabilities.
@@ -183,6 +207,13 @@ def expressions(
     with its class's probability), ``.../rendered/<name>`` and ``.../accentuated/<name>``, the
     table of all probabilities (``.../table``, TEXT tab) and ``expressions/<layer>/expressions.pt``.
     """
+    try:
+        chosen = replace(settings or ExpressionSettings(), **options)
+    except TypeError as e:
+        raise InterpError(f"expressions: {e}") from None
+    layer, image, face_box, seed = chosen.layer, chosen.image, chosen.face_box, chosen.seed
+    steps, lr, decay_power = chosen.steps, chosen.lr, chosen.decay_power
+    accentuate_steps, accentuate_lr, reg_weight = chosen.accentuate_steps, chosen.accentuate_lr, chosen.reg_weight
     check_layer(model, layer)
     example = model_example(model)
     if example is None:
