@@ -40,7 +40,7 @@ format: $(STAMP)
 
 # HTML API reference of interp.optvis, interp.steps, interp.callbacks and interp.models (pdoc, Google-style
 # docstrings) into build/docs/: open build/docs/index.html.
-DOCS_MODULES := interp.optvis interp.steps interp.callbacks interp.models
+DOCS_MODULES := interp.optvis interp.steps interp.callbacks interp.models interp.records
 docs: $(STAMP)
 	$(BIN)/pdoc --docformat google --output-directory build/docs $(DOCS_MODULES)
 	@echo "API reference: build/docs/index.html"

@@ -78,7 +78,7 @@ from interp.optvis.neuron import aligned_mean, dark_image, neuron, peak_position
 from interp.optvis.param import unit_seeds
 from interp.optvis.receptive import receptive_field
 from interp.report import Reporter
-from interp.steps.featvis import feature_visualization
+from interp.steps.featvis import FeatVisSettings, ViewInputs, feature_visualization
 from interp.steps.topk import Examples
 
 THREADS = 2
@@ -151,12 +151,9 @@ def compute(ctx: leg.Context, dm, prior, magnitude) -> dict[str, leg.ViewResult]
 
     def library(view: str) -> torch.Tensor:
         off = Reporter(REPO, enabled=False)
+        chosen = FeatVisSettings(views=(view,), seed=SEED, **settings)
         return (
-            feature_visualization(
-                model, off, layer=layer, units=units, views=[view], examples=mined, seed=SEED, **settings
-            )
-            .renderings[view]
-            .image
+            feature_visualization(model, off, layer, units, chosen, ViewInputs(examples=mined)).renderings[view].image
         )
 
     timed("plain (model=cnn)", lambda: library("plain"))

@@ -11,9 +11,8 @@ all-gathers the results (``gather_shares``). This benchmark times that split on 
   dominated by a fixed per-step cost of a few small operations that both ranks pay);
 
 all with random weights (``torch.manual_seed(0)``: the time of a step does not depend on the
-weights), view ``plain``: ``render_view(model, layer, units, "plain", image_shape=shape,
-steps=steps, seed=0, regularizer=None, kind="channel", transforms="default")``, the same steps in
-both variants. Variants:
+weights), view ``plain``: ``render_view(model, layer, units, "plain", FeatVisSettings(shape=shape,
+steps=steps, seed=0, kind="channel", transforms="default"))``, the same steps in both variants. Variants:
 
 * 1 process, ``torch.set_num_threads(1)`` (no process group: it renders every unit);
 * 2 processes (``torch.multiprocessing.spawn``, gloo process group on 127.0.0.1, a free
@@ -116,7 +115,7 @@ def _render(workload: Workload, model: torch.nn.Module, steps: int, ticks: list[
     """``render_view`` of every unit of ``workload`` (this rank's share, gathered); with
     ``ticks``, the time after every optimizer step is appended to it (render's own Adam, lr 0.05,
     stamped: the same computation, so the same bits)."""
-    from interp.steps.featvis import render_view
+    from interp.steps.featvis import FeatVisSettings, ViewRun, render_view
 
     stamps = ticks if ticks is not None else []
 
@@ -131,13 +130,8 @@ def _render(workload: Workload, model: torch.nn.Module, steps: int, ticks: list[
         workload.layer,
         list(range(workload.units)),
         "plain",
-        image_shape=workload.image_shape,
-        steps=steps,
-        seed=0,
-        regularizer=None,
-        kind="channel",
-        transforms="default",
-        optimizer=lambda params: StampedAdam(params, lr=LR),
+        FeatVisSettings(shape=workload.image_shape, steps=steps, seed=0, kind="channel", transforms="default"),
+        run=ViewRun(optimizer=lambda params: StampedAdam(params, lr=LR)),
     )
 
 
@@ -345,8 +339,8 @@ def main() -> None:
         "",
         f"Reproduce: `{reproduce}`.",
         "",
-        '`render_view(model, layer, units, "plain", image_shape=shape, steps=steps, '
-        'seed=0, regularizer=None, kind="channel", transforms="default")` ('
+        '`render_view(model, layer, units, "plain", FeatVisSettings(shape=shape, steps=steps, '
+        'seed=0, kind="channel", transforms="default"))` ('
         + "; ".join(
             f"{WORKLOADS[k].name}: shape {WORKLOADS[k].image_shape}, {WORKLOADS[k].steps or args.steps} steps"
             for k in names

@@ -60,7 +60,14 @@ from interp.models.cnn import MnistCNN
 from interp.optvis import scores as sc
 from interp.optvis.attribution import neuron_attributions, randomized_copy, spearman
 from interp.report import Reporter, topk_images
-from interp.steps.attribution import SCORES, TITLES, ScoreSettings, attribute_units, score_unit
+from interp.steps.attribution import (
+    SCORES,
+    TITLES,
+    AttributionSettings,
+    ScoreSettings,
+    attribute_units,
+    score_unit,
+)
 from interp.steps.topk import Examples, mine
 
 SECTION = "## Which explanation to trust (benchmarks/explanation_scores.py)"
@@ -228,16 +235,9 @@ def step_cost(model: nn.Module, dataset, reps: int) -> tuple[list[float], list[f
 
                 writer = SummaryWriter(tmp)
                 start = time.perf_counter()
+                settings = AttributionSettings(k=8, ig_steps=IG_STEPS, on_mismatch="raise", scores=scores)
                 attribute_units(
-                    model,
-                    dataset,
-                    Reporter(tmp, writer),
-                    layer="dense_1",
-                    units=units,
-                    k=8,
-                    ig_steps=IG_STEPS,
-                    examples=examples,
-                    scores=scores,
+                    model, dataset, Reporter(tmp, writer), "dense_1", settings, units=units, examples=examples
                 )
                 writer.flush()
                 out.append(time.perf_counter() - start)

@@ -1,7 +1,7 @@
 """Make ``tests/fixtures/faceapi_reference.npz``: outputs of the original face-api JavaScript.
 
 The fixture proves that :mod:`interp.models.faceapi` computes what face-api computes: the
-tests (``tests/test_faceapi.py``) run the PyTorch port on the fixture's inputs and compare with the
+tests (``tests/models/test_faceapi.py``) run the PyTorch port on the fixture's inputs and compare with the
 outputs the JavaScript gave, without needing Node.
 
 Procedure (needs Node >= 18 and npm; the npm registry once):

@@ -323,3 +323,29 @@ def link_to_path(url: str) -> Path | None:
     if parts.scheme != "file":
         return None
     return Path(unquote(parts.path))
+
+
+def check_page(browser: Browser, page: Path, root: Path, min_images: int = 1) -> PageReport:
+    """Open ``page`` (a static HTML page under ``root``) and check it: no console errors, at least
+    ``min_images`` images and every one loaded, every link a file that exists, a screenshot that is not
+    blank. Returns what the browser saw."""
+    rep = browser.open(page)
+    assert rep.console_errors == [], rep.console_errors
+    assert len(rep.images) >= min_images
+    broken = [i["src"] for i in rep.images if not i["naturalWidth"] > 0]
+    assert not broken, f"images that did not load on {page.name}: {broken[:5]}"
+    assert rep.links
+    for link in rep.links:
+        path = link_to_path(link)
+        assert path is not None, f"{page.name} links outside the atlas: {link}"
+        assert path.exists(), f"{page.relative_to(root)} links to a missing file: {path}"
+    png = browser.screenshot()
+    from io import BytesIO
+
+    import numpy as np
+    from PIL import Image
+
+    arr = np.asarray(Image.open(BytesIO(png)).convert("L"), dtype=np.float32)
+    assert arr.shape == (900, 1280)
+    assert arr.std() > 15, f"screenshot of {page.name} looks blank (pixel std {arr.std():.1f})"
+    return rep

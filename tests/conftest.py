@@ -1,10 +1,15 @@
+"""Fixtures shared by the test folders: real MNIST, a trained MLP, the face-api weights, a headless
+browser, a run made by hand and one trained through the CLI."""
+
 import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import REPO
+from helpers import REPO, random_digits, run_cli, small_mlp, train_quick, write_tiny_mnist
 
 
 def _mnist_root() -> Path | None:
@@ -35,21 +40,12 @@ def mnist_small(mnist_root):
     return x[:6000].float() / 255, y[:6000]
 
 
-def train_quick(model, x, y, epochs=2, batch=128, lr=1e-3, seed=0):
-    """Train ``model`` for a few seconds with a plain loop (for tests that need trained weights)."""
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), batch):
-            idx = perm[i : i + batch]
-            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    return model
+@pytest.fixture()
+def tiny_mnist(tmp_path):
+    """``(data root, {"train": (images, labels), "t10k": ...})``: a 300 + 100 digit synthetic MNIST
+    (:func:`helpers.write_tiny_mnist`) in ``tmp_path / "data"``."""
+    data = write_tiny_mnist(tmp_path / "data" / "MNIST" / "raw")
+    return tmp_path / "data", data
 
 
 @pytest.fixture(scope="session")
@@ -116,3 +112,85 @@ def browser():
     Browser = browser_or_skip()
     with Browser(width=1280, height=900) as b:
         yield b
+
+
+@pytest.fixture
+def run_folder(tmp_path) -> Path:
+    """A run of the project's MLP made by hand, as ``interp train`` leaves one: ``config.yaml`` (no
+    data node: the atlas then needs no data set), ``checkpoints/last.ckpt`` and the top-k result
+    the top-k step writes. Nothing is trained."""
+    import lightning
+    import yaml
+
+    from interp.report import Reporter
+    from interp.steps.topk import TopKSettings, topk_examples
+
+    run = tmp_path / "runs" / "mlp" / "2020-01-01_00-00-00"
+    (run / "checkpoints").mkdir(parents=True)
+    model = small_mlp()
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        run / "checkpoints" / "last.ckpt",
+    )
+    config = {"model": {"_target_": "interp.models.MnistMLP", "hidden": 32}, "data": None}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        topk_examples(model, random_digits(), Reporter(run), "dense_1", TopKSettings(k=4), units=[0, 1, 2])
+    assert (run / "interp" / "topk" / "dense_1" / "topk.pt").is_file()
+    return run
+
+
+# The one training of the MNIST MLP through the CLI that the tests share: the cheapest settings that give every
+# user what it reads. tests/cli/test_tensorboard_live.py: topk and featvis of units 30-32, the panel of unit 32,
+# inversion, the projector of 300 points without t-SNE; tests/atlas/test_atlas_runs.py: the atlas of units 0-5
+# with top-k, feature visualization and attribution; tests/cli/test_cli_errors.py and tests/cli/test_visualize.py:
+# a checkpoint and its config. The callbacks are the train config's own list (atlas last).
+TRAINED_RUN_UNITS = "[0,1,2,3,4,5,30,31,32]"
+TRAINED_RUN_ARGS = [
+    "trainer=fast",
+    "trainer.enable_progress_bar=false",
+    "data.subset=3000",
+    "units=0-5",
+    f"callbacks.topk.units={TRAINED_RUN_UNITS}",
+    f"callbacks.featvis.units={TRAINED_RUN_UNITS}",
+    "callbacks.featvis.steps=16",
+    "callbacks.panel.units=[32]",
+    "callbacks.inversion.steps=32",
+    "callbacks.attribution.ig_steps=8",
+    "+callbacks.attribution.n_check=8",
+    "callbacks.projector.n=300",
+    "callbacks.projector.tsne=false",
+]
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """One run of ``python -m interp train`` (see :func:`trained_run`)."""
+
+    cwd: Path  # the working folder of the training; ``runs/`` is below it
+    runs_dir: Path  # cwd / "runs"
+    run_dir: Path  # runs_dir / "mnist_mlp" / <timestamp>
+    ckpt: Path  # run_dir / "checkpoints" / "last.ckpt"
+    env: dict  # the environment it ran in (INTERP_DATA_DIR set): for further CLI calls
+    stdout: str  # what the training printed
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, mnist_root) -> TrainedRun:
+    """The MNIST MLP trained once for the whole session by ``python -m interp train`` with every interpretation
+    callback (``TRAINED_RUN_ARGS``). Read it, never write into it: a test that needs to change a run, or to run
+    the CLI where ``ckpt=latest`` would see new runs, copies it first (``shutil.copytree`` into its tmp_path)."""
+    cwd = tmp_path_factory.mktemp("trained_run")
+    env = dict(os.environ, INTERP_DATA_DIR=str(mnist_root), PYTHONUNBUFFERED="1")
+    env.pop("INTERP_DEBUG", None)
+    proc = run_cli(["train", *TRAINED_RUN_ARGS], env, cwd, timeout=600)
+    assert proc.returncode == 0, f"train failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    (run_dir,) = [p for p in (cwd / "runs" / "mnist_mlp").iterdir() if p.is_dir()]
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file() and list(run_dir.glob("events.out.tfevents.*")), sorted(run_dir.iterdir())
+    return TrainedRun(cwd, cwd / "runs", run_dir, ckpt, env, proc.stdout)

@@ -131,7 +131,7 @@ def event_file_writer(writer: Any) -> Any | None:
 
     The one private call of this package into TensorBoard's writer: ``SummaryWriter`` has no public
     method that writes a ready summary, and its ``add_image`` neither takes a description nor
-    reuses an encoded PNG. ``tests/test_images.py`` fails when torch renames it.
+    reuses an encoded PNG. ``tests/report/test_reporter.py`` fails when torch renames it.
     """
     get = getattr(writer, "_get_file_writer", None)
     return get() if callable(get) else None

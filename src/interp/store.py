@@ -9,6 +9,14 @@ A result is filed under ``(model, step, layer, kind, settings)``:
 * ``settings``: a hashable value holding every setting that decides the result (for top-k: the data
   set and the reduction over positions; for feature visualization: the settings of the images).
 
+The results filed are the records of :mod:`interp.records`, the same objects the result files hold:
+under ``"topk"`` an :class:`~interp.steps.topk.Examples` (a :class:`~interp.records.TopKRecord` that
+also keeps the mined top-k and the data set it indexes), under ``"featvis"`` a
+:class:`~interp.steps.featvis.Views` (a :class:`~interp.records.FeatVisRecord` that also keeps each
+view's optimization). A step writes what it files with :func:`interp.records.save_record`; the atlas
+reads the files back as records with :func:`interp.records.read_record`. (The callbacks also file the
+data set they share, under ``"dataset"``: an input, not a result.)
+
 Under a Lightning ``Trainer`` the callbacks share the store of the trainer (:func:`store_of`);
 ``python -m interp visualize`` makes one per run. Reusing code asks the store, and when a result is
 missing or lacks units, computes what is missing and files the union, so that which callback ran

@@ -1,8 +1,8 @@
 """Building the unit atlas: static HTML pages over the result files of a run.
 
-The interpretation steps save their tensors under ``<run>/interp/<step>/<layer>/<step>.pt``
-(``featvis``, ``topk``, ``attribution``, ``templates``). :func:`build_atlas` reads them and
-writes, under ``<run>/atlas/``::
+The interpretation steps save their results under ``<run>/interp/<step>/<layer>/<step>.pt``
+(``featvis``, ``topk``, ``attribution``, ``templates``: records of :mod:`interp.records`).
+:func:`build_atlas` reads them and writes, under ``<run>/atlas/``::
 
     index.html                    the layers, with their unit counts and what was computed
     atlas.css, atlas.js           style sheet; keyboard navigation, sorting and filtering
@@ -45,6 +45,7 @@ from interp.atlas.render import index_page, write_layer
 from interp.atlas.static import CSS, JS
 from interp.errors import InterpError
 from interp.images import encode_png as png_bytes
+from interp.records import Record
 
 __all__ = [
     "LEGIBLE_ORDER",
@@ -136,7 +137,7 @@ def _make_folder(out: Path) -> None:
         raise _write_error(out, e) from None
 
 
-def _write_atlas(b: _Builder, results: dict[str, dict[str, dict]]) -> Path:
+def _write_atlas(b: _Builder, results: dict[str, dict[str, Record]]) -> Path:
     """Write every page and image of the atlas under ``b.out``; returns the index page."""
     out = b.out
     start = time.perf_counter()

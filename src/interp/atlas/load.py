@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
-from interp.errors import InterpError
+from interp.records import RECORDS, Record, read_record
 
 __all__ = ["STEPS", "CropBox", "layer_folder", "layer_from_folder", "load_results", "result_name"]
 
@@ -20,12 +17,7 @@ __all__ = ["STEPS", "CropBox", "layer_folder", "layer_from_folder", "load_result
 CropBox = Callable[[str, tuple[int, int]], tuple[int, int, int, int]]
 
 #: result files read, per interpretation step: ``<run>/interp/<step>/<layer>/<file>``
-STEPS = {
-    "featvis": "featvis.pt",
-    "topk": "topk.pt",
-    "attribution": "attribution.pt",
-    "templates": "templates.pt",
-}
+STEPS = {kind: RECORDS[kind].FILE for kind in ("featvis", "topk", "attribution", "templates")}
 
 
 # --- result folders -------------------------------------------------------------------------------
@@ -89,37 +81,21 @@ def _result_files(base: Path, fname: str) -> list[tuple[str, Path]]:
     return sorted(found)
 
 
-def _read_result(path: Path) -> dict:
-    """One result file, read safely (tensors and plain values only); errors are one line."""
-    from interp.runs import _short_reason
-
-    try:
-        with warnings.catch_warnings():
-            # torch warns about pickle protocols before refusing a foreign pickle: the error says it.
-            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
-            data = torch.load(path, weights_only=True, map_location="cpu")
-    except OSError as e:  # unreadable (permissions), a folder
-        raise InterpError(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
-    except Exception as e:  # a truncated, corrupt or foreign file (a pickle of Python objects)
-        raise InterpError(f"cannot read {path}: {_short_reason(e)}") from None
-    if not isinstance(data, dict) or "units" not in data:
-        raise InterpError(f"{path} is not an interpretation result (a dict with 'units')")
-    return data
-
-
-def load_results(run_dir: str | Path) -> dict[str, dict[str, dict]]:
-    """``{layer: {step: result dict}}`` for every result file under ``<run_dir>/interp``.
+def load_results(run_dir: str | Path) -> dict[str, dict[str, Record]]:
+    """``{layer: {step: record}}`` for every result file under ``<run_dir>/interp`` (the records of
+    :mod:`interp.records`, read by :func:`~interp.records.read_record`).
 
     Files are read with ``weights_only=True``: a file holding other Python objects is refused
-    (an :class:`InterpError` of one line naming it), and no code in it runs. Layer names are
+    (an :class:`InterpError` of one line naming it), and no code in it runs; so is a file of a
+    version this code does not read. Files written before versions are migrated. Layer names are
     decoded from their folder names (:func:`layer_from_folder`).
     """
     interp = Path(run_dir) / "interp"
-    layers: dict[str, dict[str, dict]] = {}
+    layers: dict[str, dict[str, Record]] = {}
     for step, fname in STEPS.items():
         base = interp / step
         if not base.is_dir():
             continue
         for layer, path in _result_files(base, fname):
-            layers.setdefault(layer, {})[step] = _read_result(path)
+            layers.setdefault(layer, {})[step] = read_record(path, step)
     return layers

@@ -19,6 +19,7 @@ import torch
 
 from interp.atlas.load import CropBox
 from interp.images import diverging_colormap, to_uint8, write_png
+from interp.records import AttributionRecord, FeatVisRecord, Record, TemplatesRecord, TopKRecord
 
 #: how the attribution methods are named in legends
 METHOD_NAMES = {
@@ -50,23 +51,6 @@ SCORE_COLUMNS = (
     ("randomization", "cascading randomization Spearman", False),
 )
 
-#: the keys of a top-k result that are not per-unit numbers to sort by
-_KNOWN = {
-    "units",
-    "values",
-    "indices",
-    "positions",
-    "bottom_values",
-    "bottom_indices",
-    "bottom_positions",
-    "hist",
-    "hist_edges",
-    "labels",
-    "bottom_labels",
-    "dataset_max",
-}
-
-
 # --- pictures ---------------------------------------------------------------------------------------
 
 
@@ -82,12 +66,6 @@ def diverging(m: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 # --- small helpers ------------------------------------------------------------------------------------
-
-
-def opt(d: dict | None, name: str):
-    """``d[name]`` when it is a tensor, else None."""
-    v = None if d is None else d.get(name)
-    return v if isinstance(v, torch.Tensor) else None
 
 
 def key(s: str) -> str:
@@ -136,7 +114,7 @@ def thumbnail_views(views: Sequence[str]) -> list[str]:
 @dataclass
 class _Layer:
     name: str
-    steps: dict[str, dict]
+    steps: dict[str, Record]
     slug: str = ""
     units: list[int] = field(default_factory=list)
     rows: dict[str, dict[int, int]] = field(default_factory=dict)
@@ -148,25 +126,29 @@ class _Layer:
     def row(self, step: str, unit: int) -> int | None:
         return self.rows.get(step, {}).get(unit)
 
+    @property
+    def featvis(self) -> FeatVisRecord | None:
+        r = self.steps.get("featvis")
+        return r if isinstance(r, FeatVisRecord) else None
 
-def _featvis_views(fv: dict) -> list[str]:
-    return [
-        k
-        for k, v in fv.items()
-        if k != "units" and not k.startswith("activation_") and isinstance(v, torch.Tensor) and v.dim() == 4
-    ]
+    @property
+    def topk(self) -> TopKRecord | None:
+        r = self.steps.get("topk")
+        return r if isinstance(r, TopKRecord) else None
+
+    @property
+    def attribution(self) -> AttributionRecord | None:
+        r = self.steps.get("attribution")
+        return r if isinstance(r, AttributionRecord) else None
+
+    @property
+    def templates(self) -> TemplatesRecord | None:
+        r = self.steps.get("templates")
+        return r if isinstance(r, TemplatesRecord) else None
 
 
-def _attr_methods(at: dict) -> list[str]:
-    return [
-        k for k, v in at.items() if k not in ("units", "examples") and isinstance(v, torch.Tensor) and v.dim() in (4, 5)
-    ]
-
-
-def _rows(d: dict | None) -> dict[int, int]:
-    if not d:
-        return {}
-    return {int(u): i for i, u in enumerate(torch.as_tensor(d["units"]).reshape(-1).tolist())}
+def _rows(record: Record) -> dict[int, int]:
+    return {u: i for i, u in enumerate(getattr(record, "units", []))}
 
 
 def _slug(name: str, taken: set[str]) -> str:
@@ -178,7 +160,7 @@ def _slug(name: str, taken: set[str]) -> str:
     return s
 
 
-def make_layers(results: dict[str, dict[str, dict]]) -> list[_Layer]:
+def make_layers(results: dict[str, dict[str, Record]]) -> list[_Layer]:
     """The layers of ``results`` (:func:`~interp.atlas.load.load_results`), sorted by name, each with
     its own folder name, units, feature visualization views and attribution methods."""
     taken: set[str] = set()
@@ -187,10 +169,10 @@ def make_layers(results: dict[str, dict[str, dict]]) -> list[_Layer]:
         L = _Layer(name, results[name], slug=_slug(name, taken))
         L.rows = {step: _rows(d) for step, d in L.steps.items()}
         L.units = sorted(set().union(*[set(r) for r in L.rows.values()]))
-        if "featvis" in L.steps:
-            L.views = _featvis_views(L.steps["featvis"])
-        if "attribution" in L.steps:
-            L.methods = _attr_methods(L.steps["attribution"])
+        if L.featvis is not None:
+            L.views = list(L.featvis.images)
+        if L.attribution is not None:
+            L.methods = list(L.attribution.maps)
         layers.append(L)
     return layers
 
@@ -199,11 +181,10 @@ def needed_examples(layers: Sequence[_Layer]) -> list[int]:
     """The data set indices every page shows (top and bottom examples, at most MAX_EXAMPLES each)."""
     needed: list[int] = []
     for L in layers:
-        tk = L.steps.get("topk")
+        tk = L.topk
         if tk is None:
             continue
-        for name in ("indices", "bottom_indices"):
-            t = opt(tk, name)
+        for t in (tk.indices, tk.bottom_indices):
             if t is not None:
                 needed.extend(int(i) for i in t[:, :MAX_EXAMPLES].reshape(-1).tolist())
     return needed
@@ -321,17 +302,16 @@ class _Builder:
 
 
 def prepare_labels(b: _Builder, L: _Layer) -> None:
-    tk = L.steps.get("topk")
+    tk = L.topk
     if tk is None:
         return
-    labels = opt(tk, "labels")
-    idx = opt(tk, "indices")
-    if b.read_label is not None and idx is not None:  # the data set says what its labels are
+    labels, idx = tk.labels, tk.indices
+    if b.read_label is not None:  # the data set says what its labels are
         labels = None
     for u, r in L.rows["topk"].items():
         if labels is not None:
             L.labels[u] = [known(v) for v in labels[r].tolist()]
-        elif idx is not None and b.dataset is not None:
+        elif b.dataset is not None:
             L.labels[u] = [b.example_label.get(int(i)) for i in idx[r, :MAX_EXAMPLES].tolist() if int(i) >= 0]
 
 
@@ -361,16 +341,15 @@ def prepare_nearest(b: _Builder, L: _Layer) -> None:
 def columns(L: _Layer) -> list[tuple[str, str, str]]:
     """(key, label, default order) of the numeric columns the layer page sorts by."""
     cols = [("unit", "unit number", "asc")]
-    fv, tk = L.steps.get("featvis"), L.steps.get("topk")
+    fv, tk = L.featvis, L.topk
+    has_max = tk is not None and tk.values.shape[1] > 0
     for v in L.views:
-        if opt(fv, f"activation_{v}") is not None:
+        if fv is not None and v in fv.activations:
             cols.append((f"act-{key(v)}", f"activation ({v})", "desc"))
-            if opt(tk, "dataset_max") is not None:
+            if has_max:
                 cols.append((f"ratio-{key(v)}", f"ratio to data set max ({v})", "desc"))
-    if opt(tk, "dataset_max") is not None:
+    if has_max:
         cols.append(("dmax", "data set max activation", "desc"))
-    elif opt(tk, "values") is not None:
-        cols.append(("dmax", "top-1 example activation", "desc"))
     if L.labels:
         cols.append(("purity", "top-k label agreement", "desc"))
     for step, name in _extra_columns(L):
@@ -379,46 +358,28 @@ def columns(L: _Layer) -> list[tuple[str, str, str]]:
 
 
 def _extra_columns(L: _Layer) -> list[tuple[str, str]]:
-    """Other per-unit numbers a result file holds (a float tensor [U], e.g. ``legibility``)."""
-    out = []
-    for step in ("featvis", "topk"):
-        d = L.steps.get(step)
-        if d is None:
-            continue
-        n = len(L.rows[step])
-        for name, v in d.items():
-            if name in _KNOWN or name.startswith("activation_") or not isinstance(v, torch.Tensor):
-                continue
-            numeric = v.is_floating_point() or v.dtype in (torch.int32, torch.int64)
-            if v.dim() != 1 or v.shape[0] != n or not numeric:
-                continue
-            out.append((step, name))
-    return out
+    """The other per-unit numbers of the feature visualization and top-k records (their ``columns``, e.g.
+    ``legibility``)."""
+    records = (("featvis", L.featvis), ("topk", L.topk))
+    return [(step, name) for step, r in records if r is not None for name in r.columns]
 
 
 def unit_stats(L: _Layer, u: int) -> dict[str, float]:
     """The unit's numbers, by column key (:func:`columns`)."""
-    fv, tk = L.steps.get("featvis"), L.steps.get("topk")
+    fv, tk = L.featvis, L.topk
     s: dict[str, float] = {"unit": float(u)}
     dmax = None
     r = L.row("topk", u)
-    if r is not None:
-        t = opt(tk, "dataset_max")
-        if t is not None:
-            dmax = float(t[r])
-        else:
-            top = opt(tk, "values")
-            if top is not None and top.shape[1] > 0:
-                dmax = float(top[r, 0])
-    if dmax is not None:
+    if r is not None and tk is not None and tk.values.shape[1] > 0:
+        dmax = float(tk.dataset_max[r])
         s["dmax"] = dmax
     r = L.row("featvis", u)
-    if r is not None:
+    if r is not None and fv is not None:
         for v in L.views:
-            a = opt(fv, f"activation_{v}")
+            a = fv.activations.get(v)
             if a is not None:
                 s[f"act-{key(v)}"] = float(a[r])
-                if opt(tk, "dataset_max") is not None and dmax is not None and dmax > 0:
+                if dmax is not None and dmax > 0:
                     s[f"ratio-{key(v)}"] = float(a[r]) / dmax
     labs = L.labels.get(u)
     if labs:
@@ -427,16 +388,17 @@ def unit_stats(L: _Layer, u: int) -> dict[str, float]:
             s["purity"] = n / len(labs)
     for step, name in _extra_columns(L):
         r = L.row(step, u)
-        if r is not None:
-            s[f"x-{key(step)}-{key(name)}"] = float(L.steps[step][name][r])
+        record = L.featvis if step == "featvis" else L.topk
+        if r is not None and record is not None:
+            s[f"x-{key(step)}-{key(name)}"] = float(record.columns[name][r])
     return s
 
 
 def view_thumb(L: _Layer, u: int, view: str) -> tuple[str, tuple[int, int]] | None:
     """(path relative to the layer folder, (H, W)) of the unit's picture in ``view``, if it has one."""
-    if view not in L.views or L.row("featvis", u) is None:
+    if L.featvis is None or view not in L.views or L.row("featvis", u) is None:
         return None
-    img = L.steps["featvis"][view]
+    img = L.featvis.images[view]
     return f"img/{key(view)}/unit_{u:04d}.png", (int(img.shape[-2]), int(img.shape[-1]))
 
 
@@ -446,8 +408,8 @@ def thumb(L: _Layer, u: int, b: _Builder) -> tuple[str, tuple[int, int]] | None:
     if L.views and L.row("featvis", u) is not None:
         return view_thumb(L, u, thumbnail_views(L.views)[0])
     r = L.row("topk", u)
-    if r is not None and b.dataset is not None:
-        idx = int(L.steps["topk"]["indices"][r, 0])
+    if r is not None and L.topk is not None and b.dataset is not None and L.topk.indices.shape[1] > 0:
+        idx = int(L.topk.indices[r, 0])
         if idx in b.example_size:
             return f"../examples/{idx}.png", b.example_size[idx]
     return None
@@ -459,19 +421,11 @@ def thumb(L: _Layer, u: int, b: _Builder) -> tuple[str, tuple[int, int]] | None:
 def scores(L: _Layer) -> tuple[list[str], dict[str, torch.Tensor]] | None:
     """(methods, {metric: [methods, units] float}) of the layer's attribution result, when it holds scores that
     fit its units; None otherwise."""
-    at = L.steps.get("attribution")
-    if at is None:
+    at = L.attribution
+    if at is None or not at.score_methods or at.scores is None:
         return None
-    methods, table = at.get("score_methods"), at.get("scores")
-    if not isinstance(methods, (list, tuple)) or not isinstance(table, dict) or not methods:
-        return None
-    n = len(L.rows.get("attribution", {}))
-    out = {}
-    for name, _, _ in SCORE_COLUMNS:
-        t = table.get(name)
-        if isinstance(t, torch.Tensor) and t.dim() == 2 and tuple(t.shape) == (len(methods), n):
-            out[name] = t.double()
-    return ([str(m) for m in methods], out) if out else None
+    out = {name: at.scores[name].double() for name, _, _ in SCORE_COLUMNS if name in at.scores}
+    return (list(at.score_methods), out) if out else None
 
 
 @dataclass

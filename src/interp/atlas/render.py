@@ -26,7 +26,6 @@ from interp.atlas.prepare import (
     key,
     known,
     majority,
-    opt,
     save,
     score_table,
     scores,
@@ -101,15 +100,13 @@ def index_page(b: _Builder, layers: list[_Layer], seconds: float) -> str:
         what = []
         if L.views:
             what.append("feature visualization (" + ", ".join(L.views) + ")")
-        if "topk" in L.steps:
-            tk = L.steps["topk"]
-            k = int(tk["values"].shape[1]) if opt(tk, "values") is not None else 0
-            what.append(
-                f"top-{k} and bottom-{k} examples" if opt(tk, "bottom_indices") is not None else f"top-{k} examples"
-            )
+        tk = L.topk
+        if tk is not None:
+            k = int(tk.values.shape[1])
+            what.append(f"top-{k} and bottom-{k} examples" if tk.bottom_indices is not None else f"top-{k} examples")
         if L.methods:
             what.append("attribution (" + ", ".join(L.methods) + ")")
-        if "templates" in L.steps:
+        if L.templates is not None:
             what.append("weight templates")
         rows.append({"slug": L.slug, "name": L.name, "units": len(L.units), "what": "; ".join(what)})
     model = type(b.model).__name__ if b.model is not None else "not given"
@@ -191,7 +188,7 @@ def write_layer(b: _Builder, L: _Layer, bar) -> None:
     """The layer's folder: its pictures, a page per unit and the layer page."""
     d = b.out / L.slug
     (d / "img").mkdir(parents=True, exist_ok=True)
-    fv = L.steps.get("featvis")
+    fv = L.featvis
     for v in L.views:
         (d / "img" / key(v)).mkdir(exist_ok=True)
     cols = columns(L)
@@ -203,7 +200,7 @@ def write_layer(b: _Builder, L: _Layer, bar) -> None:
         r = L.row("featvis", u)
         if r is not None and fv is not None:
             for v in L.views:
-                save(fv[v][r], d / "img" / key(v) / f"unit_{u:04d}.png")
+                save(fv.images[v][r], d / "img" / key(v) / f"unit_{u:04d}.png")
         stats = unit_stats(L, u)
         lab, _ = majority(L.labels.get(u) or [])
         if lab is not None:
@@ -225,8 +222,7 @@ def unit_context(b: _Builder, L: _Layer, u: int, stats: dict, prev_u, next_u) ->
     """Everything the unit page shows (writing its weight template and attribution pictures)."""
     facts = []
     if "dmax" in stats:
-        exact = opt(L.steps.get("topk"), "dataset_max") is not None
-        facts.append((fmt(stats["dmax"]), "data set max activation" if exact else "top-1 example activation"))
+        facts.append((fmt(stats["dmax"]), "data set max activation"))
     if L.views and f"act-{key(L.views[0])}" in stats:
         facts.append((fmt(stats[f"act-{key(L.views[0])}"]), f"visualization activation ({L.views[0]})"))
     labs = L.labels.get(u) or []
@@ -252,11 +248,12 @@ def unit_context(b: _Builder, L: _Layer, u: int, stats: dict, prev_u, next_u) ->
 
 
 def _views(L: _Layer, u: int, stats: dict) -> list[dict]:
-    if L.row("featvis", u) is None:
+    fv = L.featvis
+    if fv is None or L.row("featvis", u) is None:
         return []
     out = []
     for v in L.views:
-        img = L.steps["featvis"][v]
+        img = fv.images[v]
         a, ratio = stats.get(f"act-{key(v)}"), stats.get(f"ratio-{key(v)}")
         value = "" if a is None else f"activation {fmt(a)}"
         if a is not None and ratio is not None:
@@ -267,18 +264,16 @@ def _views(L: _Layer, u: int, stats: dict) -> list[dict]:
 
 
 def _examples(b: _Builder, L: _Layer, u: int, which: str) -> dict | None:
-    tk = L.steps.get("topk")
+    tk = L.topk
     r = L.row("topk", u)
     if tk is None or r is None:
         return None
     top = which == "top"
-    vals, idxs = (
-        (opt(tk, "values"), opt(tk, "indices")) if top else (opt(tk, "bottom_values"), opt(tk, "bottom_indices"))
-    )
+    vals, idxs = (tk.values, tk.indices) if top else (tk.bottom_values, tk.bottom_indices)
     if vals is None or idxs is None:
         return None
-    pos = opt(tk, "positions" if top else "bottom_positions")
-    labels = opt(tk, "labels" if top else "bottom_labels")
+    pos = tk.positions if top else None  # the bottom-k keeps no positions
+    labels = tk.labels if top else None
     if b.read_label is not None:  # the data set says what its labels are
         labels = None
     figures = []
@@ -287,7 +282,7 @@ def _examples(b: _Builder, L: _Layer, u: int, which: str) -> dict | None:
         if idx < 0:
             continue
         lab = known(labels[r, j]) if labels is not None else b.example_label.get(idx)
-        p = pos[r, j].tolist() if pos is not None and pos.dim() == 3 else None
+        p = pos[r, j].tolist() if pos is not None else None
         figures.append(_example(b, L, idx, v, lab, p))
     return {
         "which": "Top" if top else "Bottom",
@@ -341,11 +336,11 @@ def _example(b: _Builder, L: _Layer, idx: int, value: float, label, pos) -> _Exa
 
 
 def _weights(b: _Builder, L: _Layer, u: int) -> dict | None:
-    tp = L.steps.get("templates")
+    tp = L.templates
     r = L.row("templates", u)
-    if tp is None or r is None or opt(tp, "weights") is None:
+    if tp is None or r is None:
         return None
-    w = tp["weights"][r].float()
+    w = tp.weights[r].float()
     if w.dim() == 2:
         w = w[None]
     scale = float(w.abs().max()) or 1.0
@@ -360,24 +355,23 @@ def _weights(b: _Builder, L: _Layer, u: int) -> dict | None:
 
 
 def _attribution(b: _Builder, L: _Layer, u: int) -> dict | None:
-    at = L.steps.get("attribution")
+    at = L.attribution
     r = L.row("attribution", u)
     if at is None or r is None or not L.methods:
         return None
     d = b.out / L.slug / "img" / "attr"
     d.mkdir(exist_ok=True)
-    ex = opt(at, "examples")
-    k = int(at[L.methods[0]].shape[1])
+    ex = at.examples
+    k = int(at.maps[L.methods[0]].shape[1])
     scored = scores(L)
     examples = []
-    if ex is not None:
-        for j in range(k):
-            save(ex[r, j], d / f"unit_{u:04d}_ex{j}.png")
-            examples.append(f"img/attr/unit_{u:04d}_ex{j}.png")
+    for j in range(k):
+        save(ex[r, j], d / f"unit_{u:04d}_ex{j}.png")
+        examples.append(f"img/attr/unit_{u:04d}_ex{j}.png")
     methods = []
     any_scores = False
     for m in L.methods:
-        maps = at[m][r].float()
+        maps = at.maps[m][r].float()
         if maps.dim() == 4:  # [k, C, H, W]: one map per example, summed over channels
             maps = maps.sum(1)
         scale = float(maps.abs().max()) or 1.0
@@ -400,18 +394,17 @@ def _attribution(b: _Builder, L: _Layer, u: int) -> dict | None:
         small = _small(*maps.shape[-2:])
         lo, hi = f"−{fmt(scale)}", f"+{fmt(scale)}"
         methods.append({"name": m, "title": title, "maps": srcs, "small": small, "scores": lines, "lo": lo, "hi": hi})
-    small = _small(*ex.shape[-2:]) if ex is not None else False
+    small = _small(*ex.shape[-2:])
     return {"examples": examples, "small": small, "methods": methods, "scored": any_scores}
 
 
 def _hist(L: _Layer, u: int, stats: dict) -> dict | None:
-    tk = L.steps.get("topk")
+    tk = L.topk
     r = L.row("topk", u)
-    hist, edges = opt(tk, "hist"), opt(tk, "hist_edges")
-    if tk is None or r is None or hist is None or edges is None:
+    if tk is None or r is None or tk.hist is None or tk.hist_edges is None:
         return None
-    counts = hist[r].double().tolist()
-    e = edges[r].double().tolist() if edges.dim() == 2 else edges.double().tolist()
+    counts = tk.hist[r].double().tolist()
+    e = tk.hist_edges[r].double().tolist()
     if len(e) != len(counts) + 1 or e[-1] <= e[0]:
         return None
     W, H, left, right, top, bottom = 560, 190, 46, 12, 22, 34
@@ -431,8 +424,8 @@ def _hist(L: _Layer, u: int, stats: dict) -> dict | None:
         path.append(f"M{x(a):.1f} {top + ph:.1f}h{max(x(bb) - x(a), 0.6):.1f}v{-h:.1f}h{-max(x(bb) - x(a), 0.6):.1f}z")
     ticks = [lo, hi] + ([0.0] if lo < 0 < hi and min(-lo, hi) > 0.08 * (hi - lo) else [])
     marks = []
-    vals = opt(tk, "values")
-    if vals is not None and vals.shape[1] > 0:
+    vals = tk.values
+    if vals.shape[1] > 0:
         kth = float(vals[r, -1])
         if lo <= kth <= hi:
             xm, colour = f"{x(kth):.1f}", "#d9822b"

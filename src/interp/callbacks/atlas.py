@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from torch.utils.data import Dataset
 
 from interp.callbacks.base import InterpretationCallback
 from interp.report import Reporter
-from interp.steps.atlas import unit_atlas
+from interp.steps.atlas import AtlasSettings, unit_atlas
 
 
 class Atlas(InterpretationCallback):
@@ -20,15 +21,22 @@ class Atlas(InterpretationCallback):
     nearest units). Put it last. ``result`` is the path of the index page (None off rank zero).
 
     Args:
+        settings: an :class:`~interp.steps.atlas.AtlasSettings` (it has none), an empty mapping or None.
         split: the data set the top-k indices refer to (``train``, as ``TopKExamples`` mines).
         dataset, every_n_epochs, run_on_train_end, on_error, progress: see
             :class:`InterpretationCallback`.
+        changes: settings by name (there are none: any name is refused).
+
+    Raises:
+        SettingsError: a name given as a setting.
     """
 
+    Settings = AtlasSettings
     result: Path | None
 
     def __init__(
         self,
+        settings: AtlasSettings | Mapping[str, Any] | None = None,
         *,
         split: str = "train",
         dataset: Dataset | None = None,
@@ -36,6 +44,7 @@ class Atlas(InterpretationCallback):
         run_on_train_end: bool = True,
         on_error: str = "warn",
         progress: bool = True,
+        **changes: Any,
     ):
         super().__init__(
             "",
@@ -46,6 +55,7 @@ class Atlas(InterpretationCallback):
             on_error=on_error,
             progress=progress,
         )
+        self.settings = AtlasSettings.build(settings, "Atlas", **changes)
 
     def interpret(
         self,

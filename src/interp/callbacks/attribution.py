@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
 
 from interp.callbacks.base import InterpretationCallback
-from interp.errors import InterpError
-from interp.optvis.attribution import METHODS
 from interp.report import Reporter
-from interp.steps.attribution import AttributionSummary, ScoreSettings, attribute_units
+from interp.steps.attribution import AttributionSettings, AttributionSummary, attribute_units
 from interp.steps.common import Units, example_input, resolve_units
 from interp.steps.topk import TopKSettings, examples_for
 
@@ -48,46 +46,25 @@ class AttributionCheck(InterpretationCallback):
     Args:
         layer: the layer name.
         units: one unit, several, or ``None`` for all.
-        k: top examples attributed per unit.
-        n_check: inputs of the Captum cross-check.
-        check_units: units whose gradients are cross-checked (the first ones; ``None``: all).
-        ig_steps: integration steps of integrated gradients.
-        internal_batch_size: inputs per forward pass of integrated gradients.
-        tolerance: the largest accepted difference from Captum.
-        on_mismatch: ``"raise"`` or ``"warn"``.
-        sanity_check: run the model-randomization check.
-        sanity_units: units of the randomization check (the first ones; ``None``: all).
-        batch_size: batch size of the top-k mining.
-        methods: the attribution methods.
-        scores: the score settings, as above.
-        score_units: units scored (the first ones; ``None``: all).
-    split, dataset, every_n_epochs, run_on_train_end, on_error, progress: as for
-        :class:`~interp.callbacks.base.InterpretationCallback`.
+        settings: an :class:`~interp.steps.attribution.AttributionSettings` (``k``, ``methods``, ``scores``, ...,
+            where their defaults and docs live), a mapping of them, or None (the defaults).
+        split, dataset, every_n_epochs, run_on_train_end, on_error, progress: as for
+            :class:`~interp.callbacks.base.InterpretationCallback`.
+        changes: settings by name, over ``settings`` (``k=4``, ``methods=["ig"]``, ``scores=False``).
 
     Raises:
-        ValueError: an unknown ``on_mismatch``.
-        InterpError: an unknown method, score settings that do not work, or a negative ``score_units``.
+        SettingsError: a name that is not a setting, an unknown method or ``on_mismatch``, score settings that do
+            not work, or a negative ``score_units``.
     """
 
+    Settings = AttributionSettings
     result: AttributionSummary | None
 
     def __init__(
         self,
         layer: str,
         units: Units = None,
-        k: int = 8,
-        n_check: int = 64,
-        check_units: int | None = 8,
-        ig_steps: int = 32,
-        internal_batch_size: int = 256,
-        tolerance: float = 1e-5,
-        on_mismatch: str = "warn",
-        sanity_check: bool = True,
-        sanity_units: int | None = 16,
-        batch_size: int = 1024,
-        methods: Sequence[str] = ("ig", "saliency"),
-        scores: bool | ScoreSettings | Mapping = True,
-        score_units: int | None = 16,
+        settings: AttributionSettings | Mapping[str, Any] | None = None,
         *,
         split: str = "train",
         dataset: Dataset | None = None,
@@ -95,6 +72,7 @@ class AttributionCheck(InterpretationCallback):
         run_on_train_end: bool = True,
         on_error: str = "warn",
         progress: bool = True,
+        **changes: Any,
     ):
         super().__init__(
             layer,
@@ -105,25 +83,8 @@ class AttributionCheck(InterpretationCallback):
             on_error=on_error,
             progress=progress,
         )
-        if on_mismatch not in ("raise", "warn"):
-            raise ValueError(f"on_mismatch must be 'raise' or 'warn', got {on_mismatch!r}")
-        self.units, self.k, self.n_check, self.check_units = units, k, n_check, check_units
-        self.ig_steps, self.internal_batch_size, self.tolerance = ig_steps, internal_batch_size, tolerance
-        self.on_mismatch, self.sanity_check, self.batch_size = on_mismatch, sanity_check, batch_size
-        self.sanity_units = sanity_units
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown or not methods:
-            raise InterpError(
-                f"unknown attribution method {unknown[0] if unknown else None!r}: use {', '.join(METHODS)}"
-            )
-        self.methods = tuple(methods)
-        try:
-            self.scores = ScoreSettings.of(scores)
-        except (TypeError, ValueError) as exc:
-            raise InterpError(f"AttributionCheck: {exc}") from None
-        if score_units is not None and int(score_units) < 0:
-            raise InterpError(f"AttributionCheck: score_units must be >= 0 or null (every unit), got {score_units}")
-        self.score_units = None if score_units is None else int(score_units)
+        self.units = units
+        self.settings = AttributionSettings.build(settings, "AttributionCheck", **changes)
 
     def interpret(
         self,
@@ -136,27 +97,8 @@ class AttributionCheck(InterpretationCallback):
     ) -> AttributionSummary:
         assert dataset is not None
         units = resolve_units(model, self.layer, self.units, example_input(dataset))
-        settings = TopKSettings(k=self.k, spatial="max", batch_size=self.batch_size)
-        examples = examples_for(self.store, (model, step, self.layer), dataset, units, settings)
+        topk = TopKSettings(k=self.settings.k, batch_size=self.settings.batch_size)
+        examples = examples_for(self.store, (model, step, self.layer), dataset, units, topk)
         return attribute_units(
-            model,
-            dataset,
-            reporter,
-            layer=self.layer,
-            units=self.units,
-            k=self.k,
-            n_check=self.n_check,
-            check_units=self.check_units,
-            ig_steps=self.ig_steps,
-            internal_batch_size=self.internal_batch_size,
-            tolerance=self.tolerance,
-            on_mismatch=self.on_mismatch,
-            sanity_check=self.sanity_check,
-            sanity_units=self.sanity_units,
-            batch_size=self.batch_size,
-            examples=examples,
-            methods=self.methods,
-            step=step,
-            scores=self.scores or False,
-            score_units=self.score_units,
+            model, dataset, reporter, self.layer, self.settings, units=self.units, examples=examples, step=step
         )

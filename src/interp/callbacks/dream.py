@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -10,7 +11,7 @@ from torch.utils.data import Dataset
 from interp.callbacks.base import InterpretationCallback
 from interp.optvis import Dream
 from interp.report import Reporter
-from interp.steps.dream import Images, deep_dream
+from interp.steps.dream import DreamSettings, Images, deep_dream
 
 
 class DeepDream(InterpretationCallback):
@@ -19,35 +20,35 @@ class DeepDream(InterpretationCallback):
     is the list of :class:`~interp.optvis.Dream` results.
 
     Args:
+        layer: the layer whose activations are amplified.
+        settings: a :class:`~interp.steps.dream.DreamSettings` (``size``, ``octaves``, ``steps_per_octave``, ...,
+            where their defaults and docs live), a mapping of them, or None (the defaults).
         images: image paths, a tensor [N, C, H, W] / [C, H, W] in [0, 1], or None for the
             shipped face photo.
-        size: resize the shorter side of loaded images to this (None: as is).
-        octaves, octave_scale, steps_per_octave, step_size, roll, tile_size, seed: see
-            :func:`interp.optvis.dream`.
         note: added to the picture's title (``visualize`` writes RANDOM WEIGHTS there).
+        every_n_epochs, run_on_train_end, on_error, progress: see :class:`InterpretationCallback`.
+        changes: settings by name, over ``settings`` (``octaves=2``, ``size=None``).
+
+    Raises:
+        SettingsError: a name that is not a setting, or a value that cannot work.
     """
 
+    Settings = DreamSettings
     needs_data = False
     result: list[Dream] | None
 
     def __init__(
         self,
         layer: str,
-        images: Images = None,
-        size: int | None = 224,
-        octaves: int = 4,
-        octave_scale: float = 1.4,
-        steps_per_octave: int = 10,
-        step_size: float = 1.5,
-        roll: int = 32,
-        tile_size: int = 512,
-        seed: int = 0,
-        note: str | None = None,
+        settings: DreamSettings | Mapping[str, Any] | None = None,
         *,
+        images: Images = None,
+        note: str | None = None,
         every_n_epochs: int = 0,
         run_on_train_end: bool = True,
         on_error: str = "warn",
         progress: bool = True,
+        **changes: Any,
     ):
         super().__init__(
             layer,
@@ -56,9 +57,8 @@ class DeepDream(InterpretationCallback):
             on_error=on_error,
             progress=progress,
         )
-        self.images, self.size, self.note = images, size, note
-        self.octaves, self.octave_scale, self.steps_per_octave = octaves, octave_scale, steps_per_octave
-        self.step_size, self.roll, self.tile_size, self.seed = step_size, roll, tile_size, seed
+        self.images, self.note = images, note
+        self.settings = DreamSettings.build(settings, "DeepDream", **changes)
 
     def interpret(
         self,
@@ -70,19 +70,5 @@ class DeepDream(InterpretationCallback):
         progress: bool,
     ) -> list[Dream]:
         return deep_dream(
-            model,
-            reporter,
-            layer=self.layer,
-            images=self.images,
-            size=self.size,
-            octaves=self.octaves,
-            octave_scale=self.octave_scale,
-            steps_per_octave=self.steps_per_octave,
-            step_size=self.step_size,
-            roll=self.roll,
-            tile_size=self.tile_size,
-            seed=self.seed,
-            note=self.note,
-            step=step,
-            progress=progress,
+            model, reporter, self.layer, self.settings, images=self.images, note=self.note, step=step, progress=progress
         )

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
 
 from interp.callbacks.base import InterpretationCallback
-from interp.errors import InterpError
 from interp.report import Reporter
+from interp.steps.dream import Images
 from interp.steps.expressions import ClassPictures, ExpressionSettings, expressions
 
 
@@ -23,28 +23,31 @@ class Expressions(InterpretationCallback):
 
     Args:
         layer: the logits (``fc`` of :class:`~interp.models.FaceExpressionNet`).
-        settings: an :class:`~interp.steps.expressions.ExpressionSettings` (None: the defaults).
+        settings: an :class:`~interp.steps.expressions.ExpressionSettings` (``face_box``, ``steps``, ..., where their
+            defaults and docs live), a mapping of them, or None (the defaults).
+        image: the photo (None: the shipped portrait); only its first image is used.
         every_n_epochs, run_on_train_end, on_error, progress: see :class:`InterpretationCallback`.
-        options: settings by name, over ``settings`` (``image``, ``face_box``, ``steps``, ...: the fields of
-            :class:`~interp.steps.expressions.ExpressionSettings`, where their defaults and docs live).
+        changes: settings by name, over ``settings`` (``steps=64``, ``face_box=[25, 75, 80, 80]``).
 
     Raises:
-        InterpError: a name that is not a setting, or a setting out of range.
+        SettingsError: a name that is not a setting, or a value that cannot work.
     """
 
+    Settings = ExpressionSettings
     needs_data = False
     result: ClassPictures | None
 
     def __init__(
         self,
         layer: str = "fc",
+        settings: ExpressionSettings | Mapping[str, Any] | None = None,
         *,
-        settings: ExpressionSettings | None = None,
+        image: Images = None,
         every_n_epochs: int = 0,
         run_on_train_end: bool = True,
         on_error: str = "warn",
         progress: bool = True,
-        **options: Any,
+        **changes: Any,
     ):
         super().__init__(
             layer,
@@ -53,10 +56,8 @@ class Expressions(InterpretationCallback):
             on_error=on_error,
             progress=progress,
         )
-        try:
-            self.settings = replace(settings or ExpressionSettings(), layer=layer, **options)
-        except TypeError as e:
-            raise InterpError(f"Expressions: {e}") from None
+        self.image = image
+        self.settings = ExpressionSettings.build(settings, "Expressions", **changes)
 
     def interpret(
         self,
@@ -67,4 +68,4 @@ class Expressions(InterpretationCallback):
         others: list[Any],
         progress: bool,
     ) -> ClassPictures:
-        return expressions(model, reporter, self.settings, step=step, progress=progress)
+        return expressions(model, reporter, self.layer, self.settings, image=self.image, step=step, progress=progress)

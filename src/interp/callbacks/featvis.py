@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -14,7 +14,7 @@ from interp.callbacks.base import InterpretationCallback
 from interp.errors import InterpError
 from interp.report import Reporter
 from interp.steps.common import Units, example_input, model_example, resolve_units
-from interp.steps.featvis import KINDS, PLAIN_PARAMS, VIEWS, Views, feature_visualization
+from interp.steps.featvis import FeatVisSettings, ViewInputs, Views, feature_visualization
 from interp.steps.topk import Examples, TopKSettings, examples_for
 from interp.store import ResultStore
 
@@ -141,65 +141,39 @@ class FeatureVisualization(InterpretationCallback):
     (:func:`interp.steps.feature_visualization`). When a :class:`TopKExamples` on the same layer
     ran before it, the achieved activation is also logged as a ratio to the unit's dataset
     maximum; the activation of a conv channel is its spatial max (the statistic the top-k ranks
-    by). ``result`` is a :class:`~interp.steps.featvis.Views`.
+    by). ``result`` is a :class:`~interp.steps.featvis.Views`; ``settings`` the
+    :class:`~interp.steps.featvis_settings.FeatVisSettings` (views, steps, lr, seed, transforms,
+    kind, shape, tv_weight, l1_weight, l1_relative, plain_param, prior_max_norm, max_batch, k: each
+    documented there). The ``prior`` view's generator is trained on the ``split`` data (once per data
+    set, cached); ``prior``, ``maco`` and ``prototype`` read the data; the examples the views need
+    (``prototype``, ``kind="peak"``, ``l1_relative``, the prior view's starts) come from a
+    :class:`TopKExamples` of the layer, or are mined here (``k`` per unit) when none ran before it:
+    the order of the callbacks does not matter. Under DDP each rank renders its share of the units.
 
     Args:
         layer: layer name.
         units: unit numbers (a list or range); None: every unit.
-        views: ``plain`` (what maximizes the unit), ``prior`` (in the latent space of a generator
-            trained on the ``split`` data, once per data set, cached), ``maco`` (Fourier phase
-            only, magnitude of the data), ``prototype`` (conv channels: the unit's top-k examples
-            aligned at their peak, averaged and accentuated for the unit; dense layers: their plain
-            mean, accentuated). ``prior``, ``maco`` and ``prototype`` read the data.
-        prior_max_norm: trust-region radius of the prior's latent code around the origin (None:
-            twice the typical norm of a prior code, :func:`interp.optvis.latent.default_max_norm`).
-            With a top-k on the same layer before it, each unit's code starts at the mean code of
-            its top examples and stays within :func:`~interp.optvis.latent.default_radius` of it.
-        max_batch: the most units optimized in one batch. None: all at once on the CPU; on CUDA a
-            first chunk of 8 units measures the memory a unit takes and the rest go in chunks that
-            fill 80% of the free memory (halved again on out-of-memory). Chunks give the same
-            images. Under DDP each rank renders its share of the units.
-        steps, lr, seed, transforms: passed to :func:`interp.optvis.render_units`.
-        kind: ``channel``, ``unit`` (conv layers: the centre position) or ``peak`` (conv layers:
-            Lucid's neuron objective at the position where the unit's top-k examples peak most
-            often).
-        k: examples per unit to mine when a view needs them (``prototype``, ``kind="peak"``,
-            ``l1_relative``) and no :class:`TopKExamples` of the layer ran before this callback:
-            the order of the callbacks does not matter.
-        plain_param: the plain view's parameterization: ``default`` or ``dark`` (Fourier
-            1/f^1.5 from a dark start, for small grey digits; :func:`interp.optvis.neuron.dark_image`).
-        l1_relative: ``l1_weight`` in units of each unit's k-th best dataset activation.
-        shape: (C, H, W) of the input; default the model's ``example_input_array``.
-        tv_weight, l1_weight: image regularizers (total variation, L1 towards black) subtracted
-            from each unit's objective; 0 gives the plain activation maximum.
+        settings: a :class:`~interp.steps.featvis_settings.FeatVisSettings`, a mapping of its
+            settings, or None (the defaults).
         split, dataset, every_n_epochs, run_on_train_end, on_error, progress: see
             :class:`InterpretationCallback`.
+        changes: settings by name (``steps=64``, ``views=["plain", "prior"]``) replacing those of
+            ``settings``.
 
     Raises:
-        InterpError: an unknown view (or none), ``kind`` or ``plain_param``; ``max_batch`` or ``k``
-            below 1.
+        SettingsError: an unknown setting or one that cannot work (an unknown view or none, ``kind``
+            or ``plain_param``; ``max_batch`` or ``k`` below 1, ...).
     """
 
     result: Views | None
+    Settings = FeatVisSettings
+    settings: FeatVisSettings
 
     def __init__(
         self,
         layer: str,
         units: Units = None,
-        steps: int = 256,
-        lr: float = 0.05,
-        seed: int = 0,
-        transforms: Callable | str | None = "default",
-        kind: str = "channel",
-        shape: Sequence[int] | None = None,
-        tv_weight: float = 0.0,
-        l1_weight: float = 0.0,
-        views: Sequence[str] = ("plain",),
-        prior_max_norm: float | None = None,
-        max_batch: int | None = None,
-        k: int = 16,
-        plain_param: str = "default",
-        l1_relative: bool = False,
+        settings: FeatVisSettings | Mapping[str, Any] | None = None,
         *,
         split: str = "train",
         dataset: Dataset | None = None,
@@ -207,6 +181,7 @@ class FeatureVisualization(InterpretationCallback):
         run_on_train_end: bool = True,
         on_error: str = "warn",
         progress: bool = True,
+        **changes: Any,
     ):
         super().__init__(
             layer,
@@ -217,47 +192,10 @@ class FeatureVisualization(InterpretationCallback):
             on_error=on_error,
             progress=progress,
         )
-        unknown = [v for v in views if v not in VIEWS]
-        if unknown or not views:
-            raise InterpError(f"unknown view {unknown[0] if unknown else None!r}: use {', '.join(VIEWS)}")
-        self.views, self.prior_max_norm = tuple(views), prior_max_norm
-        if max_batch is not None and max_batch < 1:
-            raise InterpError(f"max_batch must be >= 1, got {max_batch}")
-        self.max_batch = max_batch
-        if kind not in KINDS:
-            raise InterpError(f"unknown kind {kind!r}: use {', '.join(KINDS)}")
-        if plain_param not in PLAIN_PARAMS:
-            raise InterpError(f"unknown plain_param {plain_param!r}: use {', '.join(PLAIN_PARAMS)}")
-        if k < 1:
-            raise InterpError(f"k must be >= 1, got {k}")
-        self.k, self.plain_param, self.l1_relative = k, plain_param, bool(l1_relative)
-        self.needs_examples = "prototype" in self.views or kind == "peak" or (self.l1_relative and l1_weight != 0)
-        self.needs_data = any(v != "plain" for v in self.views) or self.needs_examples
-        self.units, self.steps, self.lr, self.seed, self.transforms = units, steps, lr, seed, transforms
-        self.kind, self.shape = kind, None if shape is None else tuple(shape)
-        self.tv_weight, self.l1_weight = tv_weight, l1_weight
-
-    def settings(self) -> tuple[Any, ...]:
-        """What decides the images: two callbacks with equal settings render the same images.
-
-        Returns:
-            The layer and the settings that decide the images, as a tuple (part of the key under which
-            the run's store files the result).
-        """
-        return (
-            self.layer,
-            self.steps,
-            self.lr,
-            self.seed,
-            self.transforms,
-            self.kind,
-            self.shape,
-            self.tv_weight,
-            self.l1_weight,
-            self.prior_max_norm,
-            self.plain_param,
-            self.l1_relative,
-        )
+        self.settings = FeatVisSettings.build(settings, "FeatureVisualization", **changes)
+        self.units = units
+        self.needs_examples = self.settings.needs_examples
+        self.needs_data = any(v != "plain" for v in self.settings.views) or self.needs_examples
 
     def interpret(
         self,
@@ -268,49 +206,36 @@ class FeatureVisualization(InterpretationCallback):
         others: list[Any],
         progress: bool,
     ) -> Views:
-        example = torch.zeros(1, *self.shape[-3:]) if self.shape is not None else model_example(model)
+        settings = self.settings
+        example = torch.zeros(1, *settings.shape) if settings.shape is not None else model_example(model)
         if example is None and dataset is not None:
             example = example_input(dataset)
-        shown = self.views
+        shown = settings.views
         if example is not None:
-            shown = usable_views(self.views, dataset, tuple(example.shape[1:]))
-        prior, magnitude = view_inputs(shown, dataset, self.seed)
+            shown = usable_views(settings.views, dataset, tuple(example.shape[1:]))
+        prior, magnitude = view_inputs(shown, dataset, settings.seed)
         # the prior view starts at its top examples' codes: with them in either callback order
         need = self.needs_examples or "prior" in shown or "prototype" in shown
         examples = None
         if example is not None:
             units = resolve_units(model, self.layer, self.units, example)
-            examples = run_examples(self.store, (model, step, self.layer), dataset, units, self.k, need)
+            examples = run_examples(self.store, (model, step, self.layer), dataset, units, settings.k, need)
         views = feature_visualization(
             model,
             reporter,
-            layer=self.layer,
-            units=self.units,
-            views=shown,
-            steps=self.steps,
-            lr=self.lr,
-            seed=self.seed,
-            transforms=self.transforms,
-            kind=self.kind,
-            shape=self.shape,
-            tv_weight=self.tv_weight,
-            l1_weight=self.l1_weight,
-            l1_relative=self.l1_relative,
-            plain_param=self.plain_param,
-            prior=prior,
-            prior_max_norm=self.prior_max_norm,
-            max_batch=self.max_batch,
-            magnitude=magnitude,
-            examples=examples,
+            self.layer,
+            self.units,
+            settings.replace(views=shown),
+            ViewInputs(prior, magnitude, examples),
             step=step,
             progress=progress,
         )
-        self.store.put(model, step, self.layer, "featvis", self.settings(), views)
+        self.store.put(model, step, self.layer, "featvis", settings.image_key(), views)
         return views
 
     def validate(self, model: nn.Module, example: torch.Tensor | None) -> None:
-        if self.shape is not None:
-            example = torch.zeros(1, *self.shape[-3:])
+        if self.settings.shape is not None:
+            example = torch.zeros(1, *self.settings.shape)
         elif getattr(model, "example_input_array", None) is None:
             raise InterpError(
                 f"FeatureVisualization of {self.layer} needs the input shape: set the model's "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -10,7 +11,7 @@ from torch.utils.data import Dataset
 from interp.callbacks.base import InterpretationCallback
 from interp.optvis import Reconstruction
 from interp.report import Reporter
-from interp.steps.inversion import inversion
+from interp.steps.inversion import InversionSettings, inversion
 
 
 class Inversion(InterpretationCallback):
@@ -21,27 +22,23 @@ class Inversion(InterpretationCallback):
 
     Args:
         layer: the layer whose representation is inverted.
-        n_examples: number of examples (the first of the data set).
-        steps: optimization steps.
-        lr: Adam's learning rate.
-        lambda_tv: weight of the total variation.
-        lambda_alpha: weight of the alpha-norm.
-        seed: seeds the starts.
-    split, dataset, every_n_epochs, run_on_train_end, on_error, progress: as for
-        :class:`~interp.callbacks.base.InterpretationCallback`.
+        settings: an :class:`~interp.steps.inversion.InversionSettings` (``n_examples``, ``steps``, ``lr``, ...,
+            where their defaults and docs live), a mapping of them, or None (the defaults).
+        split, dataset, every_n_epochs, run_on_train_end, on_error, progress: as for
+            :class:`~interp.callbacks.base.InterpretationCallback`.
+        changes: settings by name, over ``settings`` (``n_examples=2``, ``steps=20``).
+
+    Raises:
+        SettingsError: a name that is not a setting, or a value that cannot work.
     """
 
+    Settings = InversionSettings
     result: Reconstruction | None
 
     def __init__(
         self,
         layer: str,
-        n_examples: int = 8,
-        steps: int = 400,
-        lr: float = 0.05,
-        lambda_tv: float = 1e-4,
-        lambda_alpha: float = 1e-5,
-        seed: int = 0,
+        settings: InversionSettings | Mapping[str, Any] | None = None,
         *,
         split: str = "test",
         dataset: Dataset | None = None,
@@ -49,6 +46,7 @@ class Inversion(InterpretationCallback):
         run_on_train_end: bool = True,
         on_error: str = "warn",
         progress: bool = True,
+        **changes: Any,
     ):
         super().__init__(
             layer,
@@ -59,8 +57,7 @@ class Inversion(InterpretationCallback):
             on_error=on_error,
             progress=progress,
         )
-        self.n_examples, self.steps, self.lr = n_examples, steps, lr
-        self.lambda_tv, self.lambda_alpha, self.seed = lambda_tv, lambda_alpha, seed
+        self.settings = InversionSettings.build(settings, "Inversion", **changes)
 
     def interpret(
         self,
@@ -72,17 +69,4 @@ class Inversion(InterpretationCallback):
         progress: bool,
     ) -> Reconstruction:
         assert dataset is not None
-        return inversion(
-            model,
-            dataset,
-            reporter,
-            layer=self.layer,
-            n_examples=self.n_examples,
-            steps=self.steps,
-            lr=self.lr,
-            lambda_tv=self.lambda_tv,
-            lambda_alpha=self.lambda_alpha,
-            seed=self.seed,
-            step=step,
-            progress=progress,
-        )
+        return inversion(model, dataset, reporter, self.layer, self.settings, step=step, progress=progress)

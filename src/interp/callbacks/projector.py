@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -9,7 +10,7 @@ from torch.utils.data import Dataset
 
 from interp.callbacks.base import InterpretationCallback
 from interp.report import Reporter
-from interp.steps.projector import Embedding, embedding_projector
+from interp.steps.projector import Embedding, ProjectorSettings, embedding_projector
 
 
 class EmbeddingProjector(InterpretationCallback):
@@ -19,21 +20,23 @@ class EmbeddingProjector(InterpretationCallback):
 
     Args:
         layer: the layer name.
-        n: number of examples (the first of the data set).
-        tsne: also draw the t-SNE scatter.
-        seed: t-SNE's random state.
-    split, dataset, every_n_epochs, run_on_train_end, on_error, progress: as for
-        :class:`~interp.callbacks.base.InterpretationCallback`.
+        settings: a :class:`~interp.steps.projector.ProjectorSettings` (``n``, ``tsne``, ``seed``, where their
+            defaults and docs live), a mapping of them, or None (the defaults).
+        split, dataset, every_n_epochs, run_on_train_end, on_error, progress: as for
+            :class:`~interp.callbacks.base.InterpretationCallback`.
+        changes: settings by name, over ``settings`` (``n=200``, ``tsne=False``).
+
+    Raises:
+        SettingsError: a name that is not a setting, or a value that cannot work.
     """
 
+    Settings = ProjectorSettings
     result: Embedding | None
 
     def __init__(
         self,
         layer: str,
-        n: int = 1000,
-        tsne: bool = True,
-        seed: int = 0,
+        settings: ProjectorSettings | Mapping[str, Any] | None = None,
         *,
         split: str = "test",
         dataset: Dataset | None = None,
@@ -41,6 +44,7 @@ class EmbeddingProjector(InterpretationCallback):
         run_on_train_end: bool = True,
         on_error: str = "warn",
         progress: bool = True,
+        **changes: Any,
     ):
         super().__init__(
             layer,
@@ -51,7 +55,7 @@ class EmbeddingProjector(InterpretationCallback):
             on_error=on_error,
             progress=progress,
         )
-        self.n, self.tsne, self.seed = n, tsne, seed
+        self.settings = ProjectorSettings.build(settings, "EmbeddingProjector", **changes)
 
     def interpret(
         self,
@@ -63,14 +67,4 @@ class EmbeddingProjector(InterpretationCallback):
         progress: bool,
     ) -> Embedding:
         assert dataset is not None
-        return embedding_projector(
-            model,
-            dataset,
-            reporter,
-            layer=self.layer,
-            n=self.n,
-            tsne=self.tsne,
-            seed=self.seed,
-            split=self.split,
-            step=step,
-        )
+        return embedding_projector(model, dataset, reporter, self.layer, self.settings, split=self.split, step=step)

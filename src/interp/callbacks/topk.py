@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
 
-from interp.callbacks.base import CallbackArgumentError, InterpretationCallback
-from interp.optvis.topk import SPATIAL_REDUCTIONS
+from interp.callbacks.base import InterpretationCallback
 from interp.report import Reporter
 from interp.steps.common import Units, example_input, resolve_units
 from interp.steps.topk import Examples, TopKSettings, examples_for, log_examples
@@ -21,28 +21,24 @@ class TopKExamples(InterpretationCallback):
     Args:
         layer: layer name.
         units: unit numbers (a list or range); None: every unit of the layer.
-        k: examples per unit, a whole number >= 1 (else :class:`CallbackArgumentError` at once).
-            A ``k`` larger than the data set keeps every example, with one warning when the
-            examples are mined (the data set is known then; a folder of 3 photos with the default
-            ``k`` is fine). Each unit's picture shows the best 64 examples at most
-            (:data:`interp.steps.topk.PICTURE_LIMIT`); ``result``, ``topk.pt`` and the atlas keep all ``k``.
-        batch_size: inference batch size.
-        spatial: ``max`` or ``mean`` over positions for conv layers.
-        bottom: also log the bottom-k (``topk/<layer>/bottom/unit_XXX``; the atlas shows them).
+        settings: a :class:`~interp.steps.topk.TopKSettings` (``k``, ``spatial``, ``bottom``, ``batch_size``, where
+            their defaults and docs live), a mapping of them, or None (the defaults).
         split, dataset, every_n_epochs, run_on_train_end, on_error, progress: see
             :class:`InterpretationCallback`.
+        changes: settings by name, over ``settings`` (``k=8``, ``bottom=True``).
+
+    Raises:
+        SettingsError: a name that is not a setting, or a value that cannot work (``k=0``), at once.
     """
 
+    Settings = TopKSettings
     result: Examples | None
 
     def __init__(
         self,
         layer: str,
         units: Units = None,
-        k: int = 16,
-        batch_size: int = 1024,
-        spatial: str = "max",
-        bottom: bool = False,
+        settings: TopKSettings | Mapping[str, Any] | None = None,
         *,
         split: str = "train",
         dataset: Dataset | None = None,
@@ -50,6 +46,7 @@ class TopKExamples(InterpretationCallback):
         run_on_train_end: bool = True,
         on_error: str = "warn",
         progress: bool = True,
+        **changes: Any,
     ):
         super().__init__(
             layer,
@@ -60,15 +57,8 @@ class TopKExamples(InterpretationCallback):
             on_error=on_error,
             progress=progress,
         )
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise CallbackArgumentError(f"TopKExamples: k must be a whole number >= 1, got k={k!r}")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise CallbackArgumentError(f"TopKExamples: batch_size must be a whole number >= 1, got {batch_size!r}")
-        if spatial not in SPATIAL_REDUCTIONS:
-            raise CallbackArgumentError(
-                f"TopKExamples: spatial must be one of {', '.join(SPATIAL_REDUCTIONS)}, got {spatial!r}"
-            )
-        self.units, self.k, self.batch_size, self.spatial, self.bottom = units, k, batch_size, spatial, bottom
+        self.units = units
+        self.settings = TopKSettings.build(settings, "TopKExamples", **changes)
 
     def interpret(
         self,
@@ -81,7 +71,6 @@ class TopKExamples(InterpretationCallback):
     ) -> Examples:
         assert dataset is not None
         units = resolve_units(model, self.layer, self.units, example_input(dataset))
-        settings = TopKSettings(self.k, self.spatial, self.bottom, self.batch_size)
-        examples = examples_for(self.store, (model, step, self.layer), dataset, units, settings, progress)
-        log_examples(model, examples, reporter, self.layer, units, step, self.k)
+        examples = examples_for(self.store, (model, step, self.layer), dataset, units, self.settings, progress)
+        log_examples(model, examples, reporter, self.layer, units, step, self.settings.k)
         return examples

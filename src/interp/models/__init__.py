@@ -4,7 +4,7 @@ nets, the learned image prior, and a normalizing wrapper for other people's mode
 from interp.models.cnn import MnistCNN
 from interp.models.faceapi import FaceExpressionNet, FaceRecognitionNet
 from interp.models.mlp import MnistMLP, Normalize
-from interp.models.prior import ImagePrior, train_prior
+from interp.models.prior import ImagePrior, PriorSettings, train_prior
 from interp.models.vggface2 import CaffePreprocess, FaceResNet50, VGGFace2ResNet50
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "MnistMLP",
     "Normalize",
     "VGGFace2ResNet50",
+    "PriorSettings",
     "train_prior",
 ]

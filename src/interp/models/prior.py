@@ -24,7 +24,9 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as L
 import torch
@@ -32,7 +34,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
-__all__ = ["ImageDecoder", "ImagePrior", "train_prior", "training_images", "data_fingerprint", "default_cache_dir"]
+from interp.settings import Settings
+
+__all__ = [
+    "ImageDecoder",
+    "ImagePrior",
+    "PriorSettings",
+    "train_prior",
+    "training_images",
+    "data_fingerprint",
+    "default_cache_dir",
+]
 
 CACHE_ENV = "INTERP_CACHE_DIR"
 _FORMAT = 2  # bump when the architecture or training changes: old cache files then stop matching
@@ -304,41 +316,73 @@ def data_fingerprint(images: torch.Tensor, n: int = 1024) -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class PriorSettings(Settings):
+    """The learned prior's VAE and its training (:func:`train_prior`); every one is part of the cache file's name.
+
+    Attributes:
+        seed: seeds the initial weights, the shuffling and the VAE's noise; the same seed, data and
+            settings give the same weights (on the same kind of device).
+        max_epochs: passes over the data. The default 5 epochs of MNIST's 55,000 digits (latent 16,
+            hidden 256, batch 256) took 25 s on 2 cores (README).
+        latent_dim: size of the code.
+        hidden: width of the decoder's and the encoder's hidden layers.
+        lr: Adam's learning rate.
+        beta: weight of the KL term (a beta-VAE).
+        batch_size: images per optimizer step.
+    """
+
+    seed: int = 0
+    max_epochs: int = 5
+    latent_dim: int = 16
+    hidden: int = 256
+    lr: float = 5e-3
+    beta: float = 0.5
+    batch_size: int = 256
+
+    def check(self) -> None:
+        """Refuse sizes and counts below 1 and a negative or infinite ``lr`` or ``beta``.
+
+        Raises:
+            SettingsError: a value that cannot work.
+        """
+        for name in ("max_epochs", "latent_dim", "hidden", "batch_size"):
+            self.at_least(name, 1)
+        self.finite("lr", 0.0)
+        self.finite("beta", 0.0)
+
+
 def train_prior(
     data,
+    settings: PriorSettings | None = None,
     *,
-    seed: int = 0,
-    max_epochs: int = 5,
     cache_dir: str | os.PathLike | None = None,
-    latent_dim: int = 16,
-    hidden: int = 256,
-    lr: float = 5e-3,
-    beta: float = 0.5,
-    batch_size: int = 256,
     accelerator: str = "cpu",
     use_cache: bool = True,
+    **changes: Any,
 ) -> ImagePrior:
     """Train an :class:`ImagePrior` on the training images of ``data``, or load it from the cache.
 
     Args:
         data: a LightningDataModule (its ``train_set``), a Dataset, a DataLoader or a tensor
             [N, C, H, W] of images in [0, 1] (uint8 allowed); see :func:`training_images`.
-        seed: seeds the initial weights, the shuffling and the VAE's noise; the same seed, data and
-            settings give the same weights (on the same kind of device).
-        max_epochs: passes over the data. The default 5 epochs of MNIST's 55,000 digits (latent 16,
-            hidden 256, batch 256) took 25 s on 2 cores (README).
+        settings: the :class:`PriorSettings` (None: the defaults).
         cache_dir: where the weights are kept (default :func:`default_cache_dir`); the file is
-            ``prior-<hash>.pt`` with the hash of the data's fingerprint and of every setting here.
-        latent_dim, hidden, lr, beta, batch_size: the VAE and its training.
+            ``prior-<hash>.pt`` with the hash of the data's fingerprint and of every setting.
         accelerator: Lightning's accelerator (``"cpu"`` by default: the model is tiny).
         use_cache: ``False`` trains and overwrites the cache file.
+        changes: settings by name, over ``settings`` (``seed=1``, ``max_epochs=3``).
 
     Returns:
         The prior in eval mode, with ``cache_path``, ``from_cache`` and ``fit_seconds`` set.
 
     Raises:
         ValueError: ``data`` holds no images [N, C, H, W].
+        SettingsError: a name that is not a setting, or a value that cannot work.
     """
+    s = PriorSettings.build(settings, "train_prior", **changes)
+    seed, max_epochs, batch_size = s.seed, s.max_epochs, s.batch_size
+    latent_dim, hidden, lr, beta = s.latent_dim, s.hidden, s.lr, s.beta
     images = training_images(data)
     config = {
         "format": _FORMAT,

@@ -6,32 +6,49 @@ inputs from a trainer and call them; ``python -m interp visualize``, the noteboo
 scripts call them directly, without a Trainer::
 
     from interp.report import Reporter
-    from interp.steps import topk_examples, feature_visualization
+    from interp.steps import FeatVisSettings, ViewInputs, topk_examples, feature_visualization
     reporter = Reporter("runs/mine")
     examples = topk_examples(model, dataset, reporter, layer="dense_1", units=range(8))
-    feature_visualization(model, reporter, layer="dense_1", units=range(8), examples=examples)
+    settings = FeatVisSettings(steps=64)
+    feature_visualization(model, reporter, "dense_1", range(8), settings, ViewInputs(examples=examples))
 """
 
-from interp.steps.attribution import AttributionMismatchError, AttributionSummary, attribute_units
+from interp.steps.attribution import (
+    AttributionMismatchError,
+    AttributionSettings,
+    AttributionSummary,
+    ScoreSettings,
+    attribute_units,
+)
 from interp.steps.common import resolve_units, unit_tag
-from interp.steps.dream import deep_dream, load_images
+from interp.steps.dream import DreamSettings, deep_dream, load_images
 from interp.steps.expressions import ClassPictures, ExpressionSettings, expressions
-from interp.steps.featvis import feature_visualization
-from interp.steps.inversion import inversion
-from interp.steps.panel import unit_panels
-from interp.steps.projector import Embedding, embedding_projector
-from interp.steps.topk import Examples, mine, topk_examples
+from interp.steps.featvis import FeatVisSettings, ViewInputs, feature_visualization
+from interp.steps.inversion import InversionSettings, inversion
+from interp.steps.panel import PanelInputs, PanelSettings, unit_panels
+from interp.steps.projector import Embedding, ProjectorSettings, embedding_projector
+from interp.steps.topk import Examples, TopKSettings, mine, topk_examples
 
 __all__ = [
     "AttributionMismatchError",
+    "AttributionSettings",
     "AttributionSummary",
     "ClassPictures",
+    "DreamSettings",
     "Embedding",
     "Examples",
+    "ExpressionSettings",
+    "FeatVisSettings",
+    "InversionSettings",
+    "PanelInputs",
+    "PanelSettings",
+    "ProjectorSettings",
+    "ScoreSettings",
+    "TopKSettings",
+    "ViewInputs",
     "attribute_units",
     "deep_dream",
     "embedding_projector",
-    "ExpressionSettings",
     "expressions",
     "feature_visualization",
     "inversion",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
@@ -9,8 +10,21 @@ from torch.utils.data import Dataset
 
 from interp.atlas import build_atlas
 from interp.optvis.receptive import ReceptiveField, box_for
+from interp.settings import Settings
 from interp.steps.common import model_example
 from interp.steps.topk import cheap_receptive_field
+
+
+@dataclass(frozen=True)
+class AtlasSettings(Settings):
+    """The atlas has no settings of its own: it draws what the other steps saved, with their settings.
+
+    Attributes:
+        (none)
+    """
+
+    def check(self) -> None:
+        """Nothing to refuse."""
 
 
 def receptive_boxes(model: nn.Module):

@@ -34,7 +34,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -43,15 +43,18 @@ from torch.utils.data import Dataset
 from interp.errors import InterpError
 from interp.optvis import scores as sc
 from interp.optvis.attribution import (
+    METHODS,
     agreement,
     neuron_attributions,
     randomization_check,
     randomization_seed,
     randomized_copy,
 )
+from interp.records import AttributionRecord, save_record
 from interp.report import Reporter, colour_legend, grid, heatmap_overlay, titled_column, titled_row, topk_images
+from interp.settings import Settings, SettingsError
 from interp.steps.common import Units, example_input, gather_shares, my_share, resolve_units, unit_tag
-from interp.steps.topk import Examples, mine
+from interp.steps.topk import Examples, TopKSettings, mine_examples
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +123,7 @@ def score_header(metric: str) -> str:
 
 
 @dataclass(frozen=True)
-class ScoreSettings:
+class ScoreSettings(Settings):
     """How the maps are scored. Their cost: the defaults add 0.9-2.7 s to the attribution step of ``make train``
     (16 units of ``dense_1``, ig and saliency; ``benchmarks/explanation_scores.py``).
 
@@ -140,16 +143,17 @@ class ScoreSettings:
     radius: float = 0.02
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        low = {"steps": 1, "runs": 2, "noise_samples": 1, "inputs": 1}
-        for name, least in low.items():
-            value = getattr(self, name)
-            if not (value is None and name == "inputs") and (
-                isinstance(value, bool) or not isinstance(value, int) or value < least
-            ):
-                raise ValueError(f"score setting {name} must be an integer >= {least}, got {value!r}")
-        if not (isinstance(self.radius, (int, float)) and math.isfinite(self.radius) and self.radius >= 0):
-            raise ValueError(f"score setting radius must be a finite number >= 0, got {self.radius!r}")
+    def check(self) -> None:
+        """Refuse counts below their least value and a negative or infinite ``radius``.
+
+        Raises:
+            SettingsError: a value that cannot work.
+        """
+        self.at_least("inputs", 1, optional=True)
+        self.at_least("steps", 1)
+        self.at_least("runs", 2)
+        self.at_least("noise_samples", 1)
+        self.finite("radius", 0.0)
 
     @classmethod
     def of(cls, value: bool | ScoreSettings | Mapping | None) -> ScoreSettings | None:
@@ -162,21 +166,83 @@ class ScoreSettings:
             The settings, or ``None`` for no scores.
 
         Raises:
-            ValueError: an unknown setting, a setting out of range, or a value of another type.
+            SettingsError: an unknown setting, a setting out of range, or a value of another type.
         """
         if value is None or value is False:
             return None
         if value is True:
             return cls()
-        if isinstance(value, ScoreSettings):
-            return value
-        if isinstance(value, Mapping):
-            known = {f.name for f in fields(cls)}
-            unknown = sorted(str(k) for k in value if k not in known)
-            if unknown:
-                raise ValueError(f"unknown score setting {unknown[0]!r}: use {', '.join(sorted(known))}")
-            return cls(**{str(k): v for k, v in value.items()})
-        raise ValueError(f"scores must be true, false or a mapping of score settings, got {value!r}")
+        if isinstance(value, (ScoreSettings, Mapping)):
+            return cls.build(value)
+        raise SettingsError(f"ScoreSettings: give true, false or a mapping of score settings, got {value!r}")
+
+
+@dataclass(frozen=True)
+class AttributionSettings(Settings):
+    """What decides :func:`attribute_units`: the Captum cross-check, the maps, their sanity check and their scores.
+
+    Attributes:
+        k: top examples attributed per unit.
+        n_check: inputs of the Captum cross-check.
+        check_units: units whose input gradients are cross-checked (the first ones; None: all; each costs one
+            backward pass per check input).
+        ig_steps: integration steps of integrated gradients.
+        internal_batch_size: inputs per forward pass of integrated gradients.
+        tolerance: the largest accepted difference from Captum.
+        on_mismatch: a difference above ``tolerance`` ``"raise"``-s :class:`AttributionMismatchError` or
+            ``"warn"``-s.
+        sanity_check: run the model-randomization check (Adebayo et al. 2018).
+        sanity_units: units of the randomization check (the first ones; None: all).
+        batch_size: batch size of the top-k mining.
+        methods: the attribution methods (:data:`~interp.optvis.attribution.METHODS`: ``ig``, ``saliency``,
+            ``deeplift``, ``occlusion``, ``gradcam`` for conv layers, ``lrp``).
+        scores: how the maps are scored (:class:`ScoreSettings`; None: not scored). Given as True (the defaults),
+            False (none) or a mapping of score settings, e.g. ``{noise_samples: 5}``.
+        score_units: units scored (the first ones; None: all).
+    """
+
+    k: int = 8
+    n_check: int = 64
+    check_units: int | None = 8
+    ig_steps: int = 32
+    internal_batch_size: int = 256
+    tolerance: float = 1e-5
+    on_mismatch: str = "warn"
+    sanity_check: bool = True
+    sanity_units: int | None = 16
+    batch_size: int = 1024
+    methods: tuple[str, ...] = ("ig", "saliency")
+    scores: ScoreSettings | None = ScoreSettings()
+    score_units: int | None = 16
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "scores", ScoreSettings.of(self.scores))
+        except SettingsError as e:
+            self.fail(f"scores: {str(e).removeprefix('ScoreSettings: ')}")
+        super().__post_init__()
+
+    def check(self) -> None:
+        """Refuse counts below their least value, an unknown method and an unknown ``on_mismatch``.
+
+        Raises:
+            SettingsError: a value that cannot work.
+        """
+        self.at_least("k", 1)
+        self.at_least("n_check", 1)
+        self.at_least("check_units", 0, optional=True)
+        self.at_least("ig_steps", 1)
+        self.at_least("internal_batch_size", 1)
+        self.finite("tolerance", 0.0)
+        self.one_of("on_mismatch", ("raise", "warn"))
+        self.at_least("sanity_units", 0, optional=True)
+        self.at_least("batch_size", 1)
+        self.at_least("score_units", 0, optional=True)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            self.fail(f"unknown attribution method {unknown[0]!r}: use {', '.join(METHODS)}")
+        if not self.methods:
+            self.fail(f"no attribution method: give one or more of {', '.join(METHODS)}")
 
 
 def _pixels(maps: torch.Tensor) -> torch.Tensor:
@@ -338,24 +404,12 @@ def attribute_units(
     model: nn.Module,
     dataset: Dataset,
     reporter: Reporter,
-    *,
     layer: str,
+    settings: AttributionSettings | None = None,
+    *,
     units: Units = None,
-    k: int = 8,
-    n_check: int = 64,
-    check_units: int | None = 8,
-    ig_steps: int = 32,
-    internal_batch_size: int = 256,
-    tolerance: float = 1e-5,
-    on_mismatch: str = "raise",
-    sanity_check: bool = True,
-    sanity_units: int | None = 16,
-    batch_size: int = 1024,
     examples: Examples | None = None,
-    methods: Sequence[str] = ("ig", "saliency"),
     step: int = 0,
-    scores: bool | ScoreSettings | Mapping = True,
-    score_units: int | None = 16,
 ) -> AttributionSummary:
     """Cross-check our layer capture against Captum on ``n_check`` inputs (activations of every
     unit; input gradients of the first ``check_units`` units, None: all), then log per unit the
@@ -379,36 +433,23 @@ def attribute_units(
         dataset: the data set the examples come from.
         reporter: where the pictures, scalars, histograms and results go.
         layer: the layer name.
+        settings: the :class:`AttributionSettings` (None: the defaults).
         units: one unit, several, or ``None`` for all.
-        k: examples per unit.
-        n_check: inputs of the Captum cross-check.
-        check_units: units whose gradients are cross-checked (the first ones; ``None``: all).
-        ig_steps: integration steps of integrated gradients.
-        internal_batch_size: inputs per forward pass of integrated gradients.
-        tolerance: the largest accepted difference from Captum.
-        on_mismatch: ``"raise"`` or ``"warn"``.
-        sanity_check: run the model-randomization check.
-        sanity_units: units of the randomization check (the first ones; ``None``: all).
-        batch_size: batch size of the top-k mining.
         examples: top-k examples already mined (mined here when ``None`` or when they lack units or examples).
-        methods: the attribution methods (:data:`~interp.optvis.attribution.METHODS`).
         step: the global step everything is logged at.
-        scores: the score settings, as above.
-        score_units: units scored (the first ones; ``None``: all).
 
     Returns:
         The Captum differences, the means over the units and the median scores.
 
     Raises:
-        ValueError: an unknown ``on_mismatch``.
         InterpError: an unknown layer, a unit out of range, or an empty data set.
         AttributionMismatchError: a mismatch above ``tolerance`` with ``on_mismatch="raise"``.
     """
-    if on_mismatch not in ("raise", "warn"):
-        raise ValueError(f"on_mismatch must be 'raise' or 'warn', got {on_mismatch!r}")
+    s = settings or AttributionSettings()
+    k, methods, tolerance = s.k, s.methods, s.tolerance
     unit_list = resolve_units(model, layer, units, example_input(dataset))
-    checked = unit_list if check_units is None else unit_list[:check_units]
-    check = agreement(model, layer, example_input(dataset, n_check), checked)
+    checked = unit_list if s.check_units is None else unit_list[: s.check_units]
+    check = agreement(model, layer, example_input(dataset, s.n_check), checked)
     summary = AttributionSummary(check.activation_maxdiff, check.grad_maxdiff, checked)
     reporter.scalar(f"captum/{layer}/activation_maxdiff", check.activation_maxdiff, step)
     reporter.scalar(f"captum/{layer}/grad_maxdiff", check.grad_maxdiff, step)
@@ -418,20 +459,20 @@ def attribute_units(
             f"{check.activation_maxdiff:.3g}, gradient max diff {check.grad_maxdiff:.3g} "
             f"(tolerance {tolerance:g}); the pictures of this layer cannot be trusted"
         )
-        if on_mismatch == "raise":
+        if s.on_mismatch == "raise":
             raise AttributionMismatchError(message)
         log.warning(message)
 
     if examples is None or not examples.covers(unit_list, k):
-        examples = Examples(mine(model, layer, unit_list, k, dataset, batch_size), None, dataset)
+        examples = mine_examples(model, dataset, layer, unit_list, TopKSettings(k=k, batch_size=s.batch_size))
     metrics: dict[str, list[float]] = defaultdict(list)
-    randomized = randomized_copy(model) if sanity_check else None  # one copy for every unit
-    sane = set(unit_list if sanity_units is None else unit_list[:sanity_units])
-    settings = ScoreSettings.of(scores)
-    scored = set(unit_list if score_units is None else unit_list[:score_units]) if settings is not None else set()
+    randomized = randomized_copy(model) if s.sanity_check else None  # one copy for every unit
+    sane = set(unit_list if s.sanity_units is None else unit_list[: s.sanity_units])
+    scoring = s.scores
+    scored = set(unit_list if s.score_units is None else unit_list[: s.score_units]) if scoring is not None else set()
     cascade = sc.randomizable_layers(model, layer, example_input(dataset)) if scored else None
     per_method = {
-        m: {"n_steps": ig_steps, "internal_batch_size": internal_batch_size} if m == "ig" else {} for m in methods
+        m: {"n_steps": s.ig_steps, "internal_batch_size": s.internal_batch_size} if m == "ig" else {} for m in methods
     }
     records = []  # this rank's share of the units; rank zero writes everyone's
     for unit in my_share(unit_list):
@@ -451,9 +492,9 @@ def attribute_units(
                 values[f"randomization_spearman_{SHORT.get(method, method)}"] = sanity.randomized
                 values[f"same_model_spearman_{SHORT.get(method, method)}"] = sanity.same_model
         unit_scores = None
-        if settings is not None and unit in scored:
+        if scoring is not None and unit in scored:
             try:
-                unit_scores = score_unit(model, layer, unit, images, maps, settings, per_method, cascade)
+                unit_scores = score_unit(model, layer, unit, images, maps, scoring, per_method, cascade)
             except (RuntimeError, ValueError) as exc:  # the maps and pictures stand without their scores
                 log.warning("%s unit %d: the explanation scores failed (%s: %s)", layer, unit, type(exc).__name__, exc)
         picture = attribution_picture(images, maps, title=f"{layer} unit {unit}")
@@ -484,8 +525,8 @@ def attribute_units(
         summary.scores = {
             metric: {m: _median(score_tensors[metric][i]) for i, m in enumerate(methods)} for metric in SCORES
         }
-        assert settings is not None
-        n_inputs = min(k, settings.inputs or k)
+        assert scoring is not None
+        n_inputs = min(k, scoring.inputs or k)
         table = scores_table(layer, methods, score_tensors, len(scored), n_inputs)
         reporter.text(f"attribution_scores/{layer}/table", table, step)
         for metric, per_method_median in summary.scores.items():
@@ -493,11 +534,16 @@ def attribute_units(
                 if math.isfinite(median):  # nan: no unit had the score (e.g. a constant map has no correlation)
                     reporter.scalar(f"attribution_scores/{layer}/{metric}/{method}", median, step)
     if all(len(v) == len(unit_list) and len({tuple(t.shape) for t in v}) == 1 for v in saved.values()):
-        payload: dict[str, object] = {"units": torch.tensor(unit_list), **{n: torch.stack(v) for n, v in saved.items()}}
-        if scored:
-            payload["score_methods"] = list(methods)
-            payload["scores"] = score_tensors
-        reporter.save(f"attribution/{layer}/attribution.pt", payload)
+        stacked = {n: torch.stack(v) for n, v in saved.items()}
+        if "examples" in stacked:
+            record = AttributionRecord(
+                list(unit_list),
+                stacked.pop("examples"),
+                stacked,
+                list(methods) if scored else None,
+                score_tensors if scored else None,
+            )
+            save_record(reporter, layer, record)
     for name, per_unit in metrics.items():
         reporter.histogram(f"attribution/{layer}/{name}", torch.tensor(per_unit), step)
     for name, mean in summary.means.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ from torch import nn
 
 from interp.optvis import Dream, as_image_batch, dream
 from interp.report import Reporter, titled_row
+from interp.settings import Settings
 from interp.steps.common import check_layer, gather_shares, my_share
 
 Images = torch.Tensor | str | Path | Sequence[torch.Tensor | str | Path] | None
@@ -36,20 +38,52 @@ def load_images(images: Images, size: int | None) -> list[torch.Tensor]:
     return [load_image(p, size=size) if isinstance(p, (str, Path)) else as_image_batch(p, "image")[0] for p in images]
 
 
+@dataclass(frozen=True)
+class DreamSettings(Settings):
+    """What decides DeepDream's pictures (:func:`deep_dream`).
+
+    Attributes:
+        size: the shorter side of images read from files (None: as stored).
+        octaves: scales the image is dreamed at, smallest first (:func:`~interp.optvis.dream.dream`).
+        octave_scale: the ratio of one octave's side to the next smaller one's.
+        steps_per_octave: gradient-ascent steps at each octave.
+        step_size: each step moves pixels by ``step_size / 255`` times the gradient over its mean magnitude.
+        roll: the largest random shift of the image before each step, in pixels (hides the tiles' seams).
+        tile_size: the gradient is computed on tiles of at most this side (bounds the memory).
+        seed: seeds the shifts.
+    """
+
+    size: int | None = 224
+    octaves: int = 4
+    octave_scale: float = 1.4
+    steps_per_octave: int = 10
+    step_size: float = 1.5
+    roll: int = 32
+    tile_size: int = 512
+    seed: int = 0
+
+    def check(self) -> None:
+        """Refuse values that cannot work (``octaves=0``, ``octave_scale=0.5``, ``roll=-1``).
+
+        Raises:
+            SettingsError: a value that cannot work.
+        """
+        self.at_least("size", 1, optional=True)
+        self.at_least("octaves", 1)
+        self.finite("octave_scale", 1.0)
+        self.at_least("steps_per_octave", 0)
+        self.finite("step_size", 0.0)
+        self.at_least("roll", 0)
+        self.at_least("tile_size", 1)
+
+
 def deep_dream(
     model: nn.Module,
     reporter: Reporter,
-    *,
     layer: str,
+    settings: DreamSettings | None = None,
+    *,
     images: Images = None,
-    size: int | None = 224,
-    octaves: int = 4,
-    octave_scale: float = 1.4,
-    steps_per_octave: int = 10,
-    step_size: float = 1.5,
-    roll: int = 32,
-    tile_size: int = 512,
-    seed: int = 0,
     note: str | None = None,
     step: int = 0,
     progress: bool = False,
@@ -63,15 +97,8 @@ def deep_dream(
         model: the network.
         reporter: where the pictures go.
         layer: the layer whose activations are amplified (DeepDream's ``layer_l2``).
-        images: as for :func:`load_images`.
-        size: as for :func:`load_images`.
-        octaves: as for :func:`~interp.optvis.dream.dream`.
-        octave_scale: as for ``dream``.
-        steps_per_octave: as for ``dream``.
-        step_size: as for ``dream``.
-        roll: as for ``dream``.
-        tile_size: as for ``dream``.
-        seed: as for ``dream``.
+        settings: the :class:`DreamSettings` (None: the defaults).
+        images: as for :func:`load_images` (read at ``settings.size``).
         note: added to the title.
         step: the global step the pictures are logged at.
         progress: show a tqdm bar.
@@ -82,8 +109,9 @@ def deep_dream(
     Raises:
         InterpError: an unknown layer.
     """
+    s = settings or DreamSettings()
     check_layer(model, layer)
-    loaded = load_images(images, size)
+    loaded = load_images(images, s.size)
     mine = []  # under torch.distributed each rank dreams its share of the images
     for i in my_share(list(range(len(loaded)))):
         mine.append(
@@ -91,13 +119,13 @@ def deep_dream(
                 model,
                 loaded[i],
                 layer,
-                octaves=octaves,
-                octave_scale=octave_scale,
-                steps_per_octave=steps_per_octave,
-                step_size=step_size,
-                roll=roll,
-                tile_size=tile_size,
-                seed=seed,
+                octaves=s.octaves,
+                octave_scale=s.octave_scale,
+                steps_per_octave=s.steps_per_octave,
+                step_size=s.step_size,
+                roll=s.roll,
+                tile_size=s.tile_size,
+                seed=s.seed,
                 progress=progress,
             )
         )

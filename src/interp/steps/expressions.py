@@ -14,8 +14,7 @@ stops pushing once the class wins, rather than the raw logit, which grows withou
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +26,9 @@ from interp.optvis import objectives as obj
 from interp.optvis.accentuate import accentuate
 from interp.optvis.param import image as image_param
 from interp.optvis.param import unit_seeds
+from interp.records import ExpressionsRecord, save_record
 from interp.report import Reporter, titled_column, titled_row, upscale
+from interp.settings import Settings
 from interp.steps.common import check_layer, model_example
 from interp.steps.dream import Images, load_images
 
@@ -140,22 +141,22 @@ def _table(names: list[str], rows: list[tuple[str, torch.Tensor]]) -> str:
 
 
 @dataclass(frozen=True)
-class ExpressionSettings:
-    """What decides the class pictures of :func:`expressions`: defaults, checks and docs in one place.
+class ExpressionSettings(Settings):
+    """What decides the class pictures of :func:`expressions`.
 
     Attributes:
-        layer: the layer of the logits.
-        image: the photo (None: the shipped portrait); only its first image is used.
         face_box: (top, left, height, width) of the face in the photo as loaded; None: the face of
             the shipped portrait (:data:`SHIPPED_FACE_BOX`) for it, else the whole photo.
-        steps, lr, decay_power: the renderings (Adam on the Fourier parameterization, default transforms).
-        accentuate_steps, accentuate_lr, reg_weight: the accentuations (no transforms; the model's
-            first layer held close with weight ``reg_weight``).
+        steps: optimization steps of the renderings from noise (Adam on the Fourier parameterization, the default
+            transforms).
+        lr: the renderings' learning rate.
+        decay_power: the renderings' Fourier spectrum decays as ``1 / f ** decay_power``.
+        accentuate_steps: optimization steps of the accentuations of the face (no transforms).
+        accentuate_lr: the accentuations' learning rate.
+        reg_weight: the weight that holds the accentuations' first-layer values close to the face's.
         seed: seeds the renderings (one seed per class) and their transforms.
     """
 
-    layer: str = "fc"
-    image: Images = None
     face_box: tuple[int, ...] | None = None
     steps: int = 256
     lr: float = 0.01
@@ -165,25 +166,32 @@ class ExpressionSettings:
     reg_weight: float = 100.0
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        if self.face_box is not None:
-            object.__setattr__(self, "face_box", tuple(int(v) for v in self.face_box))
-            if len(self.face_box) != 4:
-                raise InterpError(f"face_box must be (top, left, height, width), got {self.face_box}")
-        for key in ("steps", "accentuate_steps"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InterpError(f"expressions: {key} must be a whole number >= 1, got {value!r}")
+    def check(self) -> None:
+        """Refuse a face box that is not four whole numbers, or steps below 1.
+
+        Raises:
+            SettingsError: a value that cannot work.
+        """
+        box = self.face_box
+        if box is not None and (
+            not isinstance(box, tuple) or len(box) != 4 or not all(isinstance(v, int) for v in box)
+        ):
+            self.fail(f"face_box must be (top, left, height, width) in pixels, got {box!r}")
+        self.at_least("steps", 1)
+        self.at_least("accentuate_steps", 1)
+        for name in ("lr", "decay_power", "accentuate_lr", "reg_weight"):
+            self.finite(name, 0.0)
 
 
 def expressions(
     model: nn.Module,
     reporter: Reporter,
+    layer: str = "fc",
     settings: ExpressionSettings | None = None,
     *,
+    image: Images = None,
     step: int = 0,
     progress: bool = False,
-    **options: Any,
 ) -> ClassPictures:
     """Render every class of the classifier ``layer`` from noise and accentuate it from a face.
 
@@ -191,10 +199,11 @@ def expressions(
         model: a classifier of face crops whose ``layer`` outputs logits (names from
             ``model.class_names``, else the class numbers); its ``example_input_array`` gives the size.
         reporter: where the pictures, the table and the results go.
+        layer: the layer of the logits.
         settings: the :class:`ExpressionSettings` (None: the defaults).
+        image: the photo (None: the shipped portrait); only its first image is used.
         step: the global step everything is logged at.
         progress: show tqdm bars.
-        options: settings given by name, over ``settings`` (``layer="fc", steps=64``).
 
     Returns:
         The face, the renderings, the accentuations and their probabilities.
@@ -207,11 +216,8 @@ def expressions(
     with its class's probability), ``.../rendered/<name>`` and ``.../accentuated/<name>``, the
     table of all probabilities (``.../table``, TEXT tab) and ``expressions/<layer>/expressions.pt``.
     """
-    try:
-        chosen = replace(settings or ExpressionSettings(), **options)
-    except TypeError as e:
-        raise InterpError(f"expressions: {e}") from None
-    layer, image, face_box, seed = chosen.layer, chosen.image, chosen.face_box, chosen.seed
+    chosen = settings or ExpressionSettings()
+    face_box, seed = chosen.face_box, chosen.seed
     steps, lr, decay_power = chosen.steps, chosen.lr, chosen.decay_power
     accentuate_steps, accentuate_lr, reg_weight = chosen.accentuate_steps, chosen.accentuate_lr, chosen.reg_weight
     check_layer(model, layer)
@@ -288,15 +294,6 @@ def expressions(
     table_rows += [(f"accentuated {n}", accentuated_probs[c]) for c, n in enumerate(names)]
     reporter.text(f"expressions/{layer}/table", _table(names, table_rows), step)
     result = ClassPictures(names, face, face_probs, rendered, rendered_probs, accentuated, accentuated_probs)
-    reporter.save(
-        f"expressions/{layer}/expressions.pt",
-        {
-            "face": face,
-            "face_probs": face_probs,
-            "rendered": rendered,
-            "rendered_probs": rendered_probs,
-            "accentuated": accentuated,
-            "accentuated_probs": accentuated_probs,
-        },
-    )
+    record = ExpressionsRecord(face, face_probs, rendered, rendered_probs, accentuated, accentuated_probs)
+    save_record(reporter, layer, record)
     return result

@@ -32,10 +32,8 @@ optimized, so that views, captions, ``featvis.pt`` and ratios compare like with 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
 
 import torch
 from torch import nn
@@ -43,6 +41,7 @@ from torch import nn
 from interp.errors import InterpError
 from interp.optvis import Capture, Rendering, frozen, model_device
 from interp.optvis.templates import weight_template
+from interp.records import FeatVisRecord, TemplatesRecord, save_record
 from interp.report import Reporter, labelled_grid, upscale
 from interp.steps.common import (
     Units,
@@ -50,11 +49,13 @@ from interp.steps.common import (
     model_example,
     resolve_units,
 )
+from interp.steps.featvis_settings import FeatVisSettings, ViewInputs
 from interp.steps.render_views import (
     KINDS,
     PLAIN_PARAMS,
     ROW_MULTIPLE,
     VIEWS,
+    ViewRun,
     examples_k,
     kth_best,
     prior_starts,
@@ -69,6 +70,9 @@ __all__ = [
     "PLAIN_PARAMS",
     "ROW_MULTIPLE",
     "VIEWS",
+    "FeatVisSettings",
+    "ViewInputs",
+    "ViewRun",
     "Views",
     "activation_name",
     "feature_visualization",
@@ -90,15 +94,16 @@ VIEW_NOTES = {
 STATISTICS = {"max": "spatial max", "mean": "spatial mean"}
 
 
-@dataclass
-class Views:
-    """What :func:`feature_visualization` returns: per view, the rendering of every unit (row
-    ``i`` is ``units[i]``) and the activation it reaches (the like-for-like statistic: for conv
+class Views(FeatVisRecord):
+    """What :func:`feature_visualization` returns: a :class:`~interp.records.FeatVisRecord` (what
+    ``featvis.pt`` holds) that keeps each view's optimization. Per view, the rendering of every unit
+    (row ``i`` is ``units[i]``) and the activation it reaches (the like-for-like statistic: for conv
     channels the spatial max, or the mean when the top-k was mined so; ``statistic`` names it, ""
     for a dense layer); ``ratios`` holds, per view, that activation over the unit's dataset
-    maximum (when the layer's top-k examples were given).
+    maximum (when the layer's top-k examples were given). ``images`` are the renderings' final
+    images.
 
-    Attributes:
+    Args:
         units: the units, row ``i`` for ``units[i]``.
         renderings: per view, the :class:`~interp.optvis.render.Rendering` of every unit.
         activations: per view, ``[U]`` the like-for-like activation each unit's image reaches.
@@ -106,11 +111,29 @@ class Views:
         statistic: the statistic's name (``spatial max``, ``spatial mean``), "" for a dense layer.
     """
 
-    units: list[int]
-    renderings: dict[str, Rendering]
-    activations: dict[str, torch.Tensor]
-    ratios: dict[str, torch.Tensor] = field(default_factory=dict)
-    statistic: str = ""
+    def __init__(
+        self,
+        units: list[int],
+        renderings: dict[str, Rendering],
+        activations: dict[str, torch.Tensor],
+        ratios: dict[str, torch.Tensor] | None = None,
+        statistic: str = "",
+    ) -> None:
+        self.units = units
+        self.renderings = renderings
+        self.activations = activations
+        self.ratios = {} if ratios is None else ratios
+        self.statistic = statistic
+        self.columns = {}
+
+    @property
+    def images(self) -> dict[str, torch.Tensor]:
+        """Per view, ``[U, C, H, W]`` the final images of the renderings."""
+        return {view: rendering.image for view, rendering in self.renderings.items()}
+
+    @images.setter
+    def images(self, value: dict[str, torch.Tensor]) -> None:
+        raise AttributeError("the images of Views are its renderings' images: set renderings")
 
     def image(self, view: str, unit: int) -> torch.Tensor:
         """The final image of ``unit`` in ``view``.
@@ -177,7 +200,7 @@ def unit_table(result: Views, examples: Examples | None) -> str:
         The table, in markdown.
     """
     views = list(result.renderings)
-    labels = examples.labels() if examples is not None else None
+    labels = examples.labels if examples is not None else None
     what = activation_name(result.statistic)
     head = ["unit", *(f"{v} {what}" for v in views), *(f"{v} / dataset max" for v in views if v in result.ratios)]
     if labels is not None:
@@ -237,67 +260,38 @@ def statistic_of(model: nn.Module, layer: str, example: torch.Tensor, spatial: s
 def feature_visualization(
     model: nn.Module,
     reporter: Reporter,
-    *,
     layer: str,
     units: Units = None,
-    views: Sequence[str] = ("plain",),
-    steps: int = 256,
-    lr: float = 0.05,
-    seed: int = 0,
-    transforms: Callable | str | None = "default",
-    kind: str = "channel",
-    shape: Sequence[int] | None = None,
-    tv_weight: float = 0.0,
-    l1_weight: float = 0.0,
-    l1_relative: bool = False,
-    plain_param: str = "default",
-    prior: nn.Module | None = None,
-    prior_max_norm: float | None = None,
-    magnitude: torch.Tensor | None = None,
-    examples: Examples | None = None,
-    max_batch: int | None = None,
+    settings: FeatVisSettings | None = None,
+    inputs: ViewInputs | None = None,
+    *,
     step: int = 0,
     progress: bool = False,
 ) -> Views:
     """Optimize one input per unit and view (one batched run per view) and log
     ``interp/featvis/<layer>/unit_XXX`` (the first view; others as ``.../<view>/unit_XXX``) with the
     achieved activation (``.../activation``), a grid of all units per view and, given the layer's
-    top-k ``examples``, ``.../ratio_to_dataset_max``. Every activation is the like-for-like
+    top-k ``inputs.examples``, ``.../ratio_to_dataset_max``. Every activation is the like-for-like
     statistic (:func:`like_for_like`: for conv channels the spatial max, or the mean when the top-k
     was mined so), named in the captions and saved as ``statistic``. Saves
     ``interp/featvis/<layer>/featvis.pt`` (``units``; per view the images, ``activation_<view>`` and
-    ``ratio_<view>``). The prior view (``prior``: an ``ImagePrior`` or a decoder) starts from
-    each unit's top ``examples`` when it can (:func:`prior_starts`) and runs without
-    ``transforms``: the generator already keeps its images natural. The prototype view
-    (:func:`render_prototypes`) needs ``examples`` (without them it is skipped with a warning).
-    ``kind="peak"`` optimizes each unit at its peak (:func:`unit_peaks`; the centre, ``unit``,
-    with a warning when the examples have no positions); ``l1_relative`` multiplies ``l1_weight``
-    by each unit's k-th best dataset activation (the plain view's L1 then has the layer's scale);
-    ``plain_param`` is the plain view's parameterization (:data:`PLAIN_PARAMS`). Under
-    torch.distributed each rank renders its share of the units (in chunks, see :func:`render_view`)
-    and every rank ends with all of them; only rank zero writes.
+    ``ratio_<view>``). The prior view (``inputs.prior``: an ``ImagePrior`` or a decoder) starts from
+    each unit's top examples when it can (:func:`prior_starts`) and runs without ``transforms``: the
+    generator already keeps its images natural. The prototype view (:func:`render_prototypes`) needs
+    the examples (without them it is skipped with a warning). ``kind="peak"`` optimizes each unit at
+    its peak (:func:`unit_peaks`; the centre, ``unit``, with a warning when the examples have no
+    positions); ``l1_relative`` multiplies ``l1_weight`` by each unit's k-th best dataset activation
+    (the plain view's L1 then has the layer's scale). Under torch.distributed each rank renders its
+    share of the units (in chunks, see :func:`render_view`) and every rank ends with all of them; only
+    rank zero writes.
 
     Args:
         model: the network.
         reporter: where the images, histograms, table and tensors go.
         layer: the units' layer.
         units: unit numbers (a list or range); None: every unit.
-        views: the views to render (:data:`VIEWS`), in order.
-        steps: optimization steps per view.
-        lr: learning rate.
-        seed: seeds every unit's start and the transforms.
-        transforms: the transforms of :func:`interp.optvis.render` (not used by the prior view).
-        kind: what is optimized for a unit (:data:`KINDS`).
-        shape: (C, H, W) of the input; default the model's ``example_input_array``.
-        tv_weight: the plain view's total-variation penalty.
-        l1_weight: the plain view's L1 penalty.
-        l1_relative: ``l1_weight`` in units of each unit's k-th best dataset activation.
-        plain_param: the plain view's parameterization (:data:`PLAIN_PARAMS`).
-        prior: an ``ImagePrior`` or a decoder, for the prior view.
-        prior_max_norm: the prior view's trust radius around the origin.
-        magnitude: the MaCo view's Fourier magnitude.
-        examples: the layer's top-k examples (units they lack are mined).
-        max_batch: the most units optimized in one batch (see :func:`render_view`).
+        settings: the :class:`FeatVisSettings` (a mapping of them is built into one; None: the defaults).
+        inputs: the prior, the MaCo magnitude and the layer's top-k examples (units they lack are mined).
         step: the step the logs are filed under.
         progress: show a progress bar.
 
@@ -305,29 +299,28 @@ def feature_visualization(
         The :class:`Views`.
 
     Raises:
-        InterpError: an unknown ``kind``, view or ``plain_param``; no input shape (neither the
-            model's ``example_input_array`` nor ``shape``); a unit out of range; the prior view
-            without ``prior``.
+        InterpError: settings that cannot work (:class:`~interp.settings.SettingsError`); no input
+            shape (neither the model's ``example_input_array`` nor ``settings.shape``); a unit out of
+            range; the prior view without a prior.
     """
-    if kind not in KINDS:
-        raise InterpError(f"unknown kind {kind!r}: use {', '.join(KINDS)}")
+    settings = FeatVisSettings.build(settings, "feature_visualization")
+    inputs = inputs if inputs is not None else ViewInputs()
     example = model_example(model)
-    if shape is not None:
-        example = torch.zeros(1, *tuple(shape)[-3:])
+    if settings.shape is not None:
+        example = torch.zeros(1, *settings.shape)
     if example is None:
         raise InterpError(
             f"feature visualization of {layer} needs the input shape: set the model's "
             "example_input_array or pass shape=(C, H, W)"
         )
     unit_list = resolve_units(model, layer, units, example)
-    image_shape = tuple(example.shape[1:])
+    examples = inputs.examples
     if examples is not None and not examples.covers(unit_list):  # reuse what exists, mine the rest
         examples = examples.extended(model, layer, unit_list)
     spatial = examples.spatial if examples is not None else "max"
     result = Views(unit_list, {}, {}, statistic=statistic_of(model, layer, example, spatial))
-    saved: dict[str, Any] = {"units": torch.tensor(unit_list), "statistic": result.statistic}
-    starts = prior_starts(prior, examples, unit_list) if "prior" in views else None
-    views = list(views)
+    views = list(settings.views)
+    starts = prior_starts(inputs.prior, examples, unit_list) if "prior" in views else None
     if "prototype" in views and examples_k(examples, unit_list) < 1:
         warnings.warn(
             f"feature visualization of {layer}: the prototype view needs the layer's top-k examples "
@@ -335,6 +328,7 @@ def feature_visualization(
             stacklevel=2,
         )
         views.remove("prototype")
+    kind = settings.kind
     peaks = unit_peaks(examples, unit_list) if kind == "peak" else None
     if kind == "peak" and peaks is None:
         warnings.warn(
@@ -343,8 +337,8 @@ def feature_visualization(
             stacklevel=2,
         )
         kind = "unit"
-    l1_weights = None
-    if l1_relative and l1_weight:
+    l1_weight, l1_weights = settings.l1_weight, None
+    if settings.l1_relative and l1_weight:
         kth = kth_best(examples, unit_list)
         if kth is None:
             warnings.warn(
@@ -354,33 +348,15 @@ def feature_visualization(
             )
         else:
             l1_weights = float(l1_weight) * kth.clamp(min=0)
+    found = ViewInputs(inputs.prior, inputs.magnitude, examples)
     for index, view in enumerate(views):
-        regularizer = None
+        run = ViewRun(starts, peaks)
         if view == "plain":
-            regularizer = image_regularizer(tv_weight, 0.0 if l1_weights is not None else l1_weight)
-        rendering = render_view(
-            model,
-            layer,
-            unit_list,
-            view,
-            image_shape=image_shape,
-            max_batch=max_batch,
-            seed=seed,
-            prior=prior,
-            magnitude=magnitude,
-            prior_max_norm=prior_max_norm,
-            starts=starts,
-            regularizer=regularizer,
-            progress=progress,
-            kind=kind,
-            peaks=peaks,
-            l1_weights=l1_weights if view == "plain" else None,
-            plain_param=plain_param,
-            examples=examples,
-            steps=steps,
-            lr=lr,
-            transforms=None if view == "prior" else transforms,
-        )
+            run.regularizer = image_regularizer(settings.tv_weight, 0.0 if l1_weights is not None else l1_weight)
+            run.l1_weights = l1_weights
+        # the prior view runs without transforms: the generator keeps its images natural
+        own = settings.replace(kind=kind, transforms=None if view == "prior" else settings.transforms)
+        rendering = render_view(model, layer, unit_list, view, own, found, run, progress)
         activations = like_for_like(model, layer, unit_list, rendering.image, spatial)
         result.renderings[view], result.activations[view] = rendering, activations
         if examples is not None and examples.covers(unit_list):
@@ -406,16 +382,12 @@ def feature_visualization(
         reporter.histogram(f"{prefix}/activation", activations, step)
         if view in result.ratios:
             reporter.histogram(f"{prefix}/ratio_to_dataset_max", result.ratios[view], step)
-        saved[view] = rendering.image.clone()
-        saved[f"activation_{view}"] = activations.clone()
-        if view in result.ratios:
-            saved[f"ratio_{view}"] = result.ratios[view].clone()
-    reporter.save(f"featvis/{layer}/featvis.pt", saved)
+    save_record(reporter, layer, result)
     reporter.text(f"featvis/{layer}/table", unit_table(result, examples), step)
     try:  # a layer that reads the input directly: its weights are an exact, free picture of each unit
         weights = weight_template(model, layer, unit_list)
     except ValueError:
         weights = None
     if weights is not None:
-        reporter.save(f"templates/{layer}/templates.pt", {"units": torch.tensor(unit_list), "weights": weights})
+        save_record(reporter, layer, TemplatesRecord(list(unit_list), weights))
     return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -9,25 +11,54 @@ from torch.utils.data import Dataset
 from interp.optvis import Reconstruction, invert
 from interp.optvis.param import unit_seeds
 from interp.report import Reporter, grid, titled_row
+from interp.settings import Settings
 from interp.steps.common import check_layer, example_input, gather_shares, my_share
+
+
+@dataclass(frozen=True)
+class InversionSettings(Settings):
+    """What decides the reconstructions of :func:`inversion` (:func:`~interp.optvis.invert.invert`).
+
+    Attributes:
+        n_examples: the first ``n_examples`` examples of the data set are inverted.
+        steps: optimization steps.
+        lr: Adam's learning rate.
+        lambda_tv: weight of the total variation.
+        lambda_alpha: weight of the alpha-norm.
+        seed: seeds the starts (each example's on its own, so the result does not depend on the number of ranks).
+    """
+
+    n_examples: int = 8
+    steps: int = 400
+    lr: float = 0.05
+    lambda_tv: float = 1e-4
+    lambda_alpha: float = 1e-5
+    seed: int = 0
+
+    def check(self) -> None:
+        """Refuse values that cannot work (``n_examples=0``, ``steps=0``, a negative weight).
+
+        Raises:
+            SettingsError: a value that cannot work.
+        """
+        self.at_least("n_examples", 1)
+        self.at_least("steps", 1)
+        self.finite("lr", 0.0)
+        self.finite("lambda_tv", 0.0)
+        self.finite("lambda_alpha", 0.0)
 
 
 def inversion(
     model: nn.Module,
     dataset: Dataset,
     reporter: Reporter,
-    *,
     layer: str,
-    n_examples: int = 8,
-    steps: int = 400,
-    lr: float = 0.05,
-    lambda_tv: float = 1e-4,
-    lambda_alpha: float = 1e-5,
-    seed: int = 0,
+    settings: InversionSettings | None = None,
+    *,
     step: int = 0,
     progress: bool = False,
 ) -> Reconstruction:
-    """Invert the first ``n_examples`` of ``dataset`` from ``layer`` and log them beside the originals.
+    """Invert the first ``settings.n_examples`` of ``dataset`` from ``layer`` and log them beside the originals.
 
     Logs ``inversion/<layer>`` (originals above, reconstructions below) and ``.../relative_error`` (the mean relative
     representation error). Under torch.distributed each rank inverts its share of the examples; each example's start
@@ -38,12 +69,7 @@ def inversion(
         dataset: the data set; its first ``n_examples`` items are inverted.
         reporter: where the picture and the scalar go.
         layer: the layer whose representation is inverted.
-        n_examples: number of examples.
-        steps: optimization steps (:func:`~interp.optvis.invert.invert`).
-        lr: Adam's learning rate.
-        lambda_tv: weight of the total variation.
-        lambda_alpha: weight of the alpha-norm.
-        seed: seeds the starts.
+        settings: the :class:`InversionSettings` (None: the defaults).
         step: the global step everything is logged at.
         progress: show a tqdm bar.
 
@@ -53,8 +79,9 @@ def inversion(
     Raises:
         InterpError: an unknown layer or an empty data set.
     """
+    s = settings or InversionSettings()
     check_layer(model, layer)
-    images = example_input(dataset, n_examples)
+    images = example_input(dataset, s.n_examples)
     share = my_share(list(range(len(images))))  # under torch.distributed each rank inverts its share
     part = None
     if share:
@@ -62,12 +89,12 @@ def inversion(
             model,
             layer,
             images[share],
-            steps=steps,
-            lr=lr,
-            lambda_tv=lambda_tv,
-            lambda_alpha=lambda_alpha,
-            seed=seed,
-            row_seeds=unit_seeds(seed, share),
+            steps=s.steps,
+            lr=s.lr,
+            lambda_tv=s.lambda_tv,
+            lambda_alpha=s.lambda_alpha,
+            seed=s.seed,
+            row_seeds=unit_seeds(s.seed, share),
             progress=progress,
         )
     parts = [p for p in gather_shares(part) if p is not None]

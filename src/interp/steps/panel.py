@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable  # noqa: F401  (the inherited fields' annotations name it; pdoc resolves them here)
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,7 +14,10 @@ from interp.optvis.templates import weight_template
 from interp.report import Reporter, signed_with_legend, titled_row, topk_grid, upscale
 from interp.steps.common import Units, example_input, resolve_units, unit_tag
 from interp.steps.featvis import Views, activation_name, feature_visualization, like_for_like, statistic_of
+from interp.steps.featvis_settings import FeatVisSettings, ViewInputs
 from interp.steps.topk import Examples, mine
+
+__all__ = ["PanelInputs", "PanelSettings", "unit_panels"]
 
 VIEW_TITLES = {"plain": "plain", "prior": "data prior", "maco": "MaCo", "prototype": "prototype"}
 #: Short names of the like-for-like statistics in the captions (the title says them in full).
@@ -28,38 +32,58 @@ def _templates(model: nn.Module, layer: str, units: list[int]) -> torch.Tensor |
         return None
 
 
+@dataclass(frozen=True)
+class PanelSettings(FeatVisSettings):
+    """The settings of a unit panel: those of the feature visualization it shows (every field of
+    :class:`~interp.steps.featvis_settings.FeatVisSettings`, with ``k`` the examples shown per unit)
+    and its own. A feature visualization filed under :meth:`image_key` is reused.
+
+    Attributes:
+        batch_size: inference batch size for mining the examples (>= 1; does not change them).
+    """
+
+    batch_size: int = 1024
+
+    def check(self) -> None:
+        """Refuse values that cannot work.
+
+        Raises:
+            SettingsError: what :class:`FeatVisSettings` refuses, or ``batch_size`` below 1.
+        """
+        super().check()
+        self.at_least("batch_size", 1)
+
+
+@dataclass
+class PanelInputs(ViewInputs):
+    """What a unit panel reads besides its settings: the views' inputs and results to reuse.
+
+    Attributes:
+        rendering: a feature visualization of the same settings to reuse, or None.
+    """
+
+    rendering: Views | None = None
+
+
 def unit_panels(
     model: nn.Module,
     dataset: Dataset,
     reporter: Reporter,
-    *,
     layer: str,
     units: Units = None,
-    k: int = 16,
-    batch_size: int = 1024,
-    views: Sequence[str] = ("plain",),
-    steps: int = 256,
-    lr: float = 0.05,
-    seed: int = 0,
-    transforms: Callable | str | None = "default",
-    tv_weight: float = 0.0,
-    l1_weight: float = 0.0,
-    kind: str = "channel",
-    plain_param: str = "default",
-    l1_relative: bool = False,
-    prior: nn.Module | None = None,
-    prior_max_norm: float | None = None,
-    examples: Examples | None = None,
-    rendering: Views | None = None,
+    settings: PanelSettings | None = None,
+    inputs: PanelInputs | None = None,
+    *,
     step: int = 0,
 ) -> dict[int, Path | None]:
-    """Log ``interp/panel/<layer>/unit_XXX`` per unit: its ``k`` best examples of ``dataset``, then
-    the input optimized for it in each of ``views`` (captioned with its activation and its ratio to
-    the unit's dataset maximum, the same statistic on both sides: for conv channels the spatial max,
-    named in each caption and in the title) and, for a layer that reads the input directly, its
-    weights. ``examples`` and ``rendering``, when given and covering the units and views, are used
-    instead of mining and rendering again; ``kind``, ``plain_param``, ``l1_relative`` as in
-    :func:`~interp.steps.featvis.feature_visualization`. Returns the PNG path of each unit.
+    """Log ``interp/panel/<layer>/unit_XXX`` per unit: its ``settings.k`` best examples of
+    ``dataset``, then the input optimized for it in each of ``settings.views`` (captioned with its
+    activation and its ratio to the unit's dataset maximum, the same statistic on both sides: for
+    conv channels the spatial max, named in each caption and in the title) and, for a layer that
+    reads the input directly, its weights. ``inputs.examples`` and ``inputs.rendering``, when given
+    and covering the units and views, are used instead of mining and rendering again (rendering with
+    :func:`~interp.steps.featvis.feature_visualization` and these settings). Returns the PNG path of
+    each unit.
 
     Args:
         model: the network.
@@ -67,22 +91,9 @@ def unit_panels(
         reporter: where the panels go.
         layer: the units' layer.
         units: unit numbers (a list or range); None: every unit.
-        k: examples per unit.
-        batch_size: inference batch size for mining.
-        views: the views of the optimized inputs, in order.
-        steps: optimization steps per view.
-        lr: learning rate.
-        seed: seeds the optimization.
-        transforms: the transforms of :func:`interp.optvis.render`.
-        tv_weight: the plain view's total-variation penalty.
-        l1_weight: the plain view's L1 penalty.
-        kind: what is optimized for a unit (``channel``, ``unit`` or ``peak``).
-        plain_param: the plain view's parameterization.
-        l1_relative: ``l1_weight`` in units of each unit's k-th best dataset activation.
-        prior: an ``ImagePrior`` or a decoder, for the prior view.
-        prior_max_norm: the prior view's trust radius around the origin.
-        examples: the layer's top-k examples to reuse, or None.
-        rendering: a feature visualization to reuse, or None.
+        settings: the :class:`PanelSettings` (a mapping of them is built into one; None: the defaults).
+        inputs: the prior and MaCo magnitude of the views, the layer's top-k examples and a feature
+            visualization to reuse.
         step: the step the panels are filed under.
 
     Returns:
@@ -90,31 +101,23 @@ def unit_panels(
         e.g. off rank zero).
 
     Raises:
-        InterpError: a unit out of range, or the settings
-            :func:`~interp.steps.featvis.feature_visualization` rejects.
+        InterpError: a unit out of range, or settings that cannot work.
     """
+    settings = PanelSettings.build(settings, "unit_panels")
+    inputs = inputs if inputs is not None else PanelInputs()
+    k, views = settings.k, settings.views
     unit_list = resolve_units(model, layer, units, example_input(dataset))
+    examples, rendering = inputs.examples, inputs.rendering
     if examples is None or not examples.covers(unit_list, k):
-        examples = Examples(mine(model, layer, unit_list, k, dataset, batch_size), None, dataset)
+        examples = Examples(mine(model, layer, unit_list, k, dataset, settings.batch_size), None, dataset)
     if rendering is None or not rendering.covers(unit_list, views):
         rendering = feature_visualization(
             model,
             Reporter(reporter.run_dir, enabled=False),
-            layer=layer,
-            units=unit_list,
-            views=views,
-            steps=steps,
-            lr=lr,
-            seed=seed,
-            transforms=transforms,
-            tv_weight=tv_weight,
-            l1_weight=l1_weight,
-            kind=kind,
-            plain_param=plain_param,
-            l1_relative=l1_relative,
-            prior=prior,
-            prior_max_norm=prior_max_norm,
-            examples=examples,
+            layer,
+            unit_list,
+            settings,
+            ViewInputs(inputs.prior, inputs.magnitude, examples),
         )
     # one batched forward pass per view for the captions, one look at the weights
     reached = {

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from interp.optvis import Capture, frozen, model_device
 from interp.report import Reporter, pil_to_tensor
+from interp.settings import Settings
 from interp.steps.common import check_layer, sequential_loader
 
 log = logging.getLogger(__name__)
@@ -103,15 +104,36 @@ def tsne_picture(features: torch.Tensor, labels: torch.Tensor | None, title: str
     return pil_to_tensor(Image.open(io.BytesIO(buf.getvalue())))
 
 
+@dataclass(frozen=True)
+class ProjectorSettings(Settings):
+    """What decides the embedding of :func:`embedding_projector`.
+
+    Attributes:
+        n: the first ``n`` examples of the data set are embedded (fewer when it is smaller).
+        tsne: also draw the static t-SNE scatter (needs scikit-learn and matplotlib).
+        seed: t-SNE's random state.
+    """
+
+    n: int = 1000
+    tsne: bool = True
+    seed: int = 0
+
+    def check(self) -> None:
+        """Refuse ``n`` below 1.
+
+        Raises:
+            SettingsError: a value that cannot work.
+        """
+        self.at_least("n", 1)
+
+
 def embedding_projector(
     model: nn.Module,
     dataset: Dataset,
     reporter: Reporter,
-    *,
     layer: str,
-    n: int = 1000,
-    tsne: bool = True,
-    seed: int = 0,
+    settings: ProjectorSettings | None = None,
+    *,
     split: str = "test",
     step: int = 0,
 ) -> Embedding:
@@ -125,9 +147,7 @@ def embedding_projector(
         dataset: the data set; its first ``n`` items are embedded.
         reporter: where the embedding and the picture go.
         layer: the layer name.
-        n: number of examples.
-        tsne: also draw the t-SNE scatter.
-        seed: t-SNE's random state.
+        settings: the :class:`ProjectorSettings` (None: the defaults).
         split: names the data in the title.
         step: the global step everything is logged at.
 
@@ -137,15 +157,16 @@ def embedding_projector(
     Raises:
         InterpError: an unknown layer.
     """
+    s = settings or ProjectorSettings()
     check_layer(model, layer)
-    result = layer_activations(model, layer, dataset, n)
+    result = layer_activations(model, layer, dataset, s.n)
     metadata = result.labels.tolist() if result.labels is not None else None
     reporter.embedding(
         f"projector/{layer}", result.features, metadata=metadata, label_img=result.images.float(), step=step
     )
-    if tsne and reporter.enabled:
+    if s.tsne and reporter.enabled:
         picture = tsne_picture(
-            result.features, result.labels, f"t-SNE of {layer} ({len(result.features)} {split} examples)", seed
+            result.features, result.labels, f"t-SNE of {layer} ({len(result.features)} {split} examples)", s.seed
         )
         if picture is not None:
             reporter.image(

@@ -5,7 +5,8 @@ and chunks and pads every batch so that a unit's result never depends on the spl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,21 +23,54 @@ from interp.optvis.neuron import accentuate_prototypes, dark_image, neuron, peak
 from interp.optvis.param import image as image_param
 from interp.optvis.param import unit_seeds
 from interp.report import inputs_at
-from interp.steps.common import gather_shares, my_share
+from interp.steps.common import gather_shares, model_example, my_share
+from interp.steps.featvis_settings import KINDS, PLAIN_PARAMS, VIEWS, FeatVisSettings, ViewInputs
 from interp.steps.topk import Examples
 
-#: The views (see :mod:`interp.steps.featvis`).
-VIEWS = ("plain", "prior", "maco", "prototype")
-#: What a view optimizes for a unit: ``channel`` (the mean over positions; a neuron for dense
-#: layers), ``unit`` (the centre position), ``peak`` (the position where the unit's top-k examples
-#: peak most often, :func:`~interp.optvis.neuron.peak_positions`; needs examples with positions).
-KINDS = ("channel", "unit", "peak")
-#: The plain view's parameterization: ``default`` (:func:`interp.optvis.param.image`) or ``dark``
-#: (:func:`interp.optvis.neuron.dark_image`: Fourier 1/f^1.5, a dark start; small grey digits).
-PLAIN_PARAMS = ("default", "dark")
+__all__ = [
+    "KINDS",
+    "PLAIN_PARAMS",
+    "ROW_MULTIPLE",
+    "VIEWS",
+    "ViewRun",
+    "examples_k",
+    "image_shape_of",
+    "kth_best",
+    "prior_starts",
+    "render_prototypes",
+    "render_view",
+    "row_l1",
+    "unit_peaks",
+    "view_param",
+]
+
 #: The prototype view's accentuation (benchmarks/conv_legibility.py): Adam steps, learning rate,
 #: weight of the distance to the prototype at the model's first layer, 1/f power of the offset.
 PROTOTYPE_STEPS, PROTOTYPE_LR, PROTOTYPE_REG_WEIGHT, PROTOTYPE_DECAY = 128, 0.02, 30.0, 1.5
+
+
+@dataclass
+class ViewRun:
+    """What one view's run reads besides its settings and the :class:`ViewInputs`: tensors with one
+    row per unit (row ``i`` for ``units[i]``) and the memory meter that sizes the chunks.
+
+    Attributes:
+        starts: the prior view's starting codes, ``[U, latent_dim]`` (:func:`prior_starts`).
+        peaks: ``[U, 2]`` positions for ``kind="peak"`` (:func:`unit_peaks`).
+        l1_weights: ``[U]`` per-unit L1 weights added to ``regularizer``, or None.
+        regularizer: an objective added to each unit's (e.g. TV/L1 penalties), or None.
+        memory: a memory meter in place of the CUDA one
+            (any :class:`~interp.optvis.memory.MemoryMeter`).
+        optimizer: ``params -> torch.optim.Optimizer`` in place of Adam(``lr``) (a benchmark's timing
+            hook), or None.
+    """
+
+    starts: torch.Tensor | None = None
+    peaks: torch.Tensor | None = None
+    l1_weights: torch.Tensor | None = None
+    regularizer: obj.Objective | None = None
+    memory: MemoryMeter | None = None
+    optimizer: Callable | None = None
 
 
 def prior_starts(prior: nn.Module | None, examples: Examples | None, units: list[int]) -> torch.Tensor | None:
@@ -117,53 +151,44 @@ def kth_best(examples: Examples | None, units: list[int]) -> torch.Tensor | None
 def view_param(
     view: str,
     shape: tuple[int, ...],
-    units: Sequence[int],
-    seed: int,
-    prior: nn.Module | None = None,
-    magnitude: torch.Tensor | None = None,
-    prior_max_norm: float | None = None,
+    units: list[int],
+    settings: FeatVisSettings,
+    inputs: ViewInputs | None = None,
     starts: torch.Tensor | None = None,
-    plain_param: str = "default",
 ) -> nn.Module | None:
     """The parameterization of ``view`` for one image of ``shape`` (C, H, W) per unit, each row
-    seeded from (``seed``, unit); None: ``render_units``' default (seeded the same way). ``prior``
-    is an ``ImagePrior`` or its decoder; ``starts`` ([len(units), latent_dim]) start the prior
-    view's codes (:func:`prior_starts`); ``plain_param`` picks the plain view's
+    seeded from (``settings.seed``, unit); None: ``render_units``' default (seeded the same way).
+    ``inputs.prior`` is an ``ImagePrior`` or its decoder; ``starts`` ([len(units), latent_dim]) start
+    the prior view's codes (:func:`prior_starts`); ``settings.plain_param`` picks the plain view's
     (:data:`PLAIN_PARAMS`).
 
     Args:
         view: one of :data:`VIEWS` but ``prototype`` (which :func:`render_prototypes` renders).
         shape: (C, H, W) of the images.
         units: the units, one row each.
-        seed: the seed the rows' seeds derive from.
-        prior: the prior view's ``ImagePrior`` or decoder.
-        magnitude: the MaCo view's Fourier magnitude (None: its default).
-        prior_max_norm: the prior view's trust radius around the origin.
+        settings: the seed, the prior view's ``prior_max_norm``, the plain view's ``plain_param``.
+        inputs: the prior view's ``prior``, the MaCo view's ``magnitude`` (None: its default).
         starts: the prior view's starting codes.
-        plain_param: the plain view's parameterization.
 
     Returns:
         The parameterization module, or None for the default one.
 
     Raises:
-        InterpError: an unknown view or ``plain_param``, or the prior view without ``prior``.
+        InterpError: an unknown view, or the prior view without ``prior``.
     """
-    seeds = unit_seeds(seed, units)
+    inputs = inputs if inputs is not None else ViewInputs()
+    seeds = unit_seeds(settings.seed, units)
     if view == "plain":
-        if plain_param == "dark":
-            return dark_image((len(units), *shape), seed=seeds)
-        if plain_param != "default":
-            raise InterpError(f"unknown plain_param {plain_param!r}: use {', '.join(PLAIN_PARAMS)}")
-        return None
+        return dark_image((len(units), *shape), seed=seeds) if settings.plain_param == "dark" else None
     if view == "prior":
-        if prior is None:
+        if inputs.prior is None:
             raise InterpError(
                 "the prior view needs a learned prior (a decoder); train one with interp.models.train_prior(data)"
             )
-        decoder = getattr(prior, "decoder", prior)
-        return LatentParam(decoder, batch=len(units), seed=seeds, max_norm=prior_max_norm, start=starts)
+        decoder = getattr(inputs.prior, "decoder", inputs.prior)
+        return LatentParam(decoder, batch=len(units), seed=seeds, max_norm=settings.prior_max_norm, start=starts)
     if view == "maco":
-        return MacoParam((len(units), *shape), magnitude=magnitude, seed=seeds)
+        return MacoParam((len(units), *shape), magnitude=inputs.magnitude, seed=seeds)
     raise InterpError(f"unknown view {view!r}: use {', '.join(VIEWS)}")
 
 
@@ -224,22 +249,37 @@ def _render_rows(
     model: nn.Module,
     layer: str,
     rows: list[int],
-    kind: str,
-    peaks: torch.Tensor | None,
-    regularizer: obj.Objective | None,
-    **kwargs: Any,
+    settings: FeatVisSettings,
+    shape: tuple[int, ...],
+    param: nn.Module | None,
+    run: ViewRun,
+    progress: bool,
 ) -> Rendering:
     """``render_units`` for ``kind`` ``channel``/``unit``; for ``peak`` the same with
-    :func:`~interp.optvis.neuron.neuron` at ``peaks`` (row i: ``rows[i]`` at ``peaks[i]``)."""
-    if kind != "peak":
-        return render_units(model, layer, rows, kind=kind, regularizer=regularizer, **kwargs)
-    assert peaks is not None
-    goal = neuron(layer, rows, peaks)
-    shape = tuple(kwargs.pop("shape"))
-    param = kwargs.pop("param", None)
+    :func:`~interp.optvis.neuron.neuron` at ``run.peaks`` (row i: ``rows[i]`` at ``peaks[i]``); the
+    objective plus ``run.regularizer``."""
+    regularizer = run.regularizer
+    common: dict[str, Any] = dict(
+        seed=settings.seed, progress=progress, steps=settings.steps, lr=settings.lr, optimizer=run.optimizer
+    )
+    if settings.kind != "peak":
+        return render_units(
+            model,
+            layer,
+            rows,
+            kind=settings.kind,
+            regularizer=regularizer,
+            shape=shape,
+            param=param,
+            transforms=settings.transforms,
+            **common,
+        )
+    assert run.peaks is not None
+    goal = neuron(layer, rows, run.peaks)
     if param is None:
-        param = image_param((len(rows), *shape), seed=unit_seeds(kwargs.get("seed", 0), rows))
-    result = render(model, goal if regularizer is None else goal + regularizer, param=param, **kwargs)
+        param = image_param((len(rows), *shape), seed=unit_seeds(settings.seed, rows))
+    objective = goal if regularizer is None else goal + regularizer
+    result = render(model, objective, param=param, transforms=settings.transforms, **common)
     result.units = list(rows)
     if regularizer is None:
         result.activations = result.scores.clone()
@@ -295,84 +335,81 @@ def render_prototypes(
     return Rendering(acc.images, acc.thresholds, acc.history, acc.scores, list(rows), acc.scores.clone())
 
 
+def image_shape_of(model: nn.Module, settings: FeatVisSettings) -> tuple[int, ...] | None:
+    """(C, H, W) of the images: ``settings.shape``, else that of the model's ``example_input_array``.
+
+    Args:
+        model: the network.
+        settings: the feature visualization's settings.
+
+    Returns:
+        The shape, or None when neither gives one.
+    """
+    if settings.shape is not None:
+        return tuple(settings.shape)
+    example = model_example(model)
+    return None if example is None else tuple(example.shape[1:])
+
+
 def render_view(
     model: nn.Module,
     layer: str,
     units: list[int],
     view: str,
-    *,
-    image_shape: tuple[int, ...],
-    max_batch: int | None = None,
-    memory: MemoryMeter | None = None,
-    seed: int = 0,
-    prior: nn.Module | None = None,
-    magnitude: torch.Tensor | None = None,
-    prior_max_norm: float | None = None,
-    starts: torch.Tensor | None = None,
-    regularizer: Any = None,
+    settings: FeatVisSettings | None = None,
+    inputs: ViewInputs | None = None,
+    run: ViewRun | None = None,
     progress: bool = False,
-    kind: str = "channel",
-    peaks: torch.Tensor | None = None,
-    l1_weights: torch.Tensor | None = None,
-    plain_param: str = "default",
-    examples: Examples | None = None,
-    **render_kwargs: Any,
 ) -> Rendering:
     """Render ``units`` in one view, split across torch.distributed ranks (each renders its share)
-    and in chunks (bounded memory). Every row is seeded from (``seed``, unit) and the transforms
-    from ``seed``, so on the CPU the images are the same bits as one batch in one process.
+    and in chunks (bounded memory). Every row is seeded from (``settings.seed``, unit) and the
+    transforms from the seed, so on the CPU the images are the same bits as one batch in one process.
 
-    Chunks: at most ``max_batch`` units. ``max_batch=None`` on a CUDA model probes: the first chunk
-    has :data:`~interp.optvis.memory.PROBE_UNITS` units, its peak memory sizes the others to 80% of
-    the free memory (:func:`~interp.optvis.memory.fitting_batch`), and a chunk that still runs out
-    of memory is retried at half the size. On the CPU ``None`` renders the share in one batch.
-    ``memory`` replaces the CUDA meter (any :class:`~interp.optvis.memory.MemoryMeter`).
-    ``starts`` (row i for ``units[i]``) start the prior view; ``peaks`` ([U, 2]) are the positions
-    of ``kind="peak"``; ``l1_weights`` ([U]) an L1 penalty per unit added to ``regularizer``; the
-    ``prototype`` view reads each unit's top ``examples`` (:func:`render_prototypes`).
+    Chunks: at most ``settings.max_batch`` units. ``max_batch=None`` on a CUDA model probes: the
+    first chunk has :data:`~interp.optvis.memory.PROBE_UNITS` units, its peak memory sizes the others
+    to 80% of the free memory (:func:`~interp.optvis.memory.fitting_batch`), and a chunk that still
+    runs out of memory is retried at half the size. On the CPU ``None`` renders the share in one
+    batch. ``run.memory`` replaces the CUDA meter. ``run.starts`` (row i for ``units[i]``) start the
+    prior view; ``run.peaks`` ([U, 2]) are the positions of ``kind="peak"``; ``run.l1_weights``
+    ([U]) an L1 penalty per unit added to ``run.regularizer``; the ``prototype`` view reads each
+    unit's top ``inputs.examples`` (:func:`render_prototypes`). The settings are used as they are
+    (the prior view's ``transforms`` too): :func:`~interp.steps.featvis.feature_visualization`
+    gives each view its own.
 
     Args:
         model: the network.
         layer: the units' layer.
         units: the units, row ``i`` for ``units[i]``.
         view: one of :data:`VIEWS`.
-        image_shape: (C, H, W) of the images.
-        max_batch: the most units in one chunk (None: probe on CUDA, one batch on the CPU).
-        memory: a memory meter in place of the CUDA one.
-        seed: seeds the rows (with each unit) and the transforms.
-        prior: the prior view's ``ImagePrior`` or decoder.
-        magnitude: the MaCo view's Fourier magnitude.
-        prior_max_norm: the prior view's trust radius around the origin.
-        starts: the prior view's starting codes, ``[U, latent_dim]``.
-        regularizer: an objective added to each unit's (e.g. TV/L1 penalties), or None.
+        settings: steps, lr, seed, transforms, kind, shape (None: the model's
+            ``example_input_array``), plain_param, prior_max_norm and max_batch (None: the defaults).
+        inputs: the prior, the MaCo magnitude and the top-k examples the view reads.
+        run: the per-unit tensors of this view and the memory meter.
         progress: show a progress bar.
-        kind: one of :data:`KINDS`.
-        peaks: ``[U, 2]`` positions for ``kind="peak"``.
-        l1_weights: ``[U]`` per-unit L1 weights, or None.
-        plain_param: the plain view's parameterization (:data:`PLAIN_PARAMS`).
-        examples: the layer's top-k examples (the prototype view needs them).
-        render_kwargs: passed to :func:`~interp.optvis.render_units` (``steps``, ``lr``,
-            ``transforms``, ...).
 
     Returns:
         The :class:`~interp.optvis.render.Rendering` of all ``units`` (on every rank), with their
         ``units`` and ``activations``.
 
     Raises:
-        InterpError: an unknown ``kind``, view or ``plain_param``; ``kind="peak"`` without one
-            peak per unit; the prototype view without top-k examples of every unit; the prior
-            view without ``prior``.
+        InterpError: an unknown view; no input shape; ``kind="peak"`` without one peak per unit; the
+            prototype view without top-k examples of every unit; the prior view without a prior.
         torch.OutOfMemoryError: a chunk of one unit does not fit, or there is no memory meter.
     """
-    if kind not in KINDS:
-        raise InterpError(f"unknown kind {kind!r}: use {', '.join(KINDS)}")
-    if kind == "peak" and (peaks is None or len(peaks) != len(units)):
+    settings = settings if settings is not None else FeatVisSettings()
+    inputs = inputs if inputs is not None else ViewInputs()
+    run = run if run is not None else ViewRun()
+    image_shape = image_shape_of(model, settings)
+    if image_shape is None and view != "prototype":
+        raise InterpError(f"rendering {layer} needs the input shape: set the model's example_input_array or shape")
+    peaks, examples, max_batch = run.peaks, inputs.examples, settings.max_batch
+    if settings.kind == "peak" and (peaks is None or len(peaks) != len(units)):
         raise InterpError("kind='peak' needs one peak position per unit (the layer's top-k with positions)")
     k = examples_k(examples, units) if view == "prototype" else 0
     if view == "prototype" and k < 1:
         raise InterpError("the prototype view needs the layer's top-k examples of every unit")
     share = my_share(units)
-    meter = memory if memory is not None else (memory_meter(model) if max_batch is None else None)
+    meter = run.memory if run.memory is not None else (memory_meter(model) if max_batch is None else None)
     if max_batch is not None:
         chunk = max_batch
     elif meter is not None:
@@ -391,26 +428,17 @@ def render_view(
         index = [row_of[u] for u in rows]
         if view == "prototype":
             assert examples is not None
-            rendering = render_prototypes(model, layer, rows, examples, k, seed=seed, progress=progress)
+            rendering = render_prototypes(model, layer, rows, examples, k, seed=settings.seed, progress=progress)
             return _first_rows(rendering, len(part_units)) if pad else rendering
-        rows_starts = None if starts is None else starts[index]
-        param = view_param(view, image_shape, rows, seed, prior, magnitude, prior_max_norm, rows_starts, plain_param)
-        penalty = regularizer
-        if l1_weights is not None:
-            penalty = row_l1(l1_weights[index]) if penalty is None else penalty + row_l1(l1_weights[index])
-        rendering = _render_rows(
-            model,
-            layer,
-            rows,
-            kind,
-            None if peaks is None else peaks[index],
-            penalty,
-            seed=seed,
-            shape=image_shape,
-            param=param,
-            progress=progress,
-            **render_kwargs,
-        )
+        starts = None if run.starts is None else run.starts[index]
+        assert image_shape is not None
+        param = view_param(view, image_shape, rows, settings, inputs, starts)
+        penalty = run.regularizer
+        if run.l1_weights is not None:
+            l1 = row_l1(run.l1_weights[index])
+            penalty = l1 if penalty is None else penalty + l1
+        rows_run = ViewRun(None, None if peaks is None else peaks[index], None, penalty, None, run.optimizer)
+        rendering = _render_rows(model, layer, rows, settings, image_shape, param, rows_run, progress)
         return _first_rows(rendering, len(part_units)) if pad else rendering
 
     parts: list[Rendering] = []

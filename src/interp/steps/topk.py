@@ -12,8 +12,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from interp.optvis.receptive import ReceptiveField, box_for, crop_field, receptive_field
-from interp.optvis.topk import TopK, all_gather_topk, mine_topk, shard_range
+from interp.optvis.topk import SPATIAL_REDUCTIONS, TopK, all_gather_topk, mine_topk, shard_range
+from interp.records import TopKRecord, save_record
 from interp.report import Reporter, draw_boxes, grid, inputs_at, titled_row
+from interp.settings import Settings
 from interp.steps.common import Units, distributed, example_input, resolve_units, sequential_loader
 from interp.store import ResultStore
 
@@ -24,21 +26,30 @@ from interp.store import ResultStore
 PICTURE_LIMIT = 64
 
 
-@dataclass
-class Examples:
-    """What :func:`topk_examples` and :func:`mine_examples` return.
+class Examples(TopKRecord):
+    """What :func:`topk_examples` and :func:`mine_examples` return: a :class:`~interp.records.TopKRecord`
+    (what ``topk.pt`` holds, without the histograms) that keeps the mined top-k and the data set it
+    indexes. The record's fields are those of ``top`` and ``bottom``; ``labels`` are read from the
+    data set when first asked for.
 
-    Attributes:
+    Args:
         top: the top-k of each unit.
-        bottom: the bottom-k of each unit, or ``None``.
+        bottom: the bottom-k of each unit (same units, same order), or ``None``.
         dataset: the data set the indices point into.
         spatial: how conv positions were reduced (``max`` or ``mean``).
     """
 
-    top: TopK
-    bottom: TopK | None
-    dataset: Dataset
-    spatial: str = "max"
+    def __init__(self, top: TopK, bottom: TopK | None, dataset: Dataset, spatial: str = "max") -> None:
+        super().__init__(top.units.tolist(), top.values, top.indices, top.positions)
+        del self.labels  # read from the data set when asked for (below)
+        self.top, self.bottom, self.dataset, self.spatial = top, bottom, dataset, spatial
+        if bottom is not None:
+            self.bottom_values, self.bottom_indices = bottom.values, bottom.indices
+
+    @cached_property
+    def labels(self) -> torch.Tensor | None:  # type: ignore[override]
+        """``[U, k]`` the labels of the top examples (-1 where missing), or ``None`` when the data has none."""
+        return _labels(self.dataset, self.top.indices)
 
     def extended(self, model: nn.Module, layer: str, units: list[int]) -> Examples:
         """These examples for every unit of ``units``.
@@ -108,14 +119,6 @@ class Examples:
     def _rows(self) -> dict[int, int]:
         return {unit: row for row, unit in enumerate(self.top.units.tolist())}
 
-    def labels(self) -> torch.Tensor | None:
-        """The labels of the top examples, when the data has labels.
-
-        Returns:
-            ``[U, k]`` labels (-1 where missing), or ``None``.
-        """
-        return _labels(self.dataset, self.top.indices)
-
 
 def _joined(a: TopK | None, b: TopK | None) -> TopK | None:
     """The rows of ``a`` then those of ``b`` (top-k of other units of one layer, same k)."""
@@ -136,6 +139,36 @@ def _joined(a: TopK | None, b: TopK | None) -> TopK | None:
     )
 
 
+@dataclass(frozen=True)
+class TopKSettings(Settings):
+    """What decides a top-k: examples per unit, reduction over conv positions, whether the bottom-k is kept too, and
+    the inference batch size.
+
+    Attributes:
+        k: examples per unit (a whole number >= 1). A ``k`` larger than the data set keeps every example, with one
+            warning when the examples are mined. Each unit's picture shows the best :data:`PICTURE_LIMIT` (64) at
+            most; the result, ``topk.pt`` and the atlas keep all ``k``.
+        spatial: ``max`` or ``mean`` over the positions of a conv channel.
+        bottom: keep the most negative examples too (``topk/<layer>/bottom/unit_XXX``; the atlas shows them).
+        batch_size: inference batch size of the mining (does not change the result).
+    """
+
+    k: int = 16
+    spatial: str = "max"
+    bottom: bool = False
+    batch_size: int = 1024
+
+    def check(self) -> None:
+        """Refuse ``k`` or ``batch_size`` below 1 and an unknown ``spatial``.
+
+        Raises:
+            SettingsError: a value that cannot work.
+        """
+        self.at_least("k", 1)
+        self.at_least("batch_size", 1)
+        self.one_of("spatial", SPATIAL_REDUCTIONS)
+
+
 def mine(
     model: nn.Module,
     layer: str,
@@ -145,13 +178,8 @@ def mine(
     batch_size: int = 1024,
     largest: bool = True,
     spatial: str = "max",
-    progress: bool = False,
-    rank: int | None = None,
-    world_size: int | None = None,
 ) -> TopK:
-    """Mine ``dataset`` for ``units``; under torch.distributed each rank mines its shard.
-
-    The results of the ranks are merged exactly (every rank gets the global top-k).
+    """Mine ``dataset`` for ``units``: :func:`mine_with` given plain arguments.
 
     Args:
         model: the network.
@@ -162,16 +190,42 @@ def mine(
         batch_size: inference batch size (and the shards' alignment).
         largest: the top-k (``False``: the bottom-k).
         spatial: how conv positions are reduced (``max`` or ``mean``).
-        progress: show a progress bar.
-        rank: this rank; ``None``: torch.distributed's.
-        world_size: number of ranks; ``None``: torch.distributed's.
 
     Returns:
         The merged :class:`~interp.optvis.topk.TopK`.
     """
-    dist_rank, dist_world = distributed()
-    rank = dist_rank if rank is None else rank
-    world = dist_world if world_size is None else world_size
+    settings = TopKSettings(k=k, spatial=spatial, batch_size=batch_size)
+    return mine_with(model, layer, units, dataset, settings, largest=largest)
+
+
+def mine_with(
+    model: nn.Module,
+    layer: str,
+    units: list[int],
+    dataset: Dataset,
+    settings: TopKSettings,
+    *,
+    largest: bool = True,
+    progress: bool = False,
+) -> TopK:
+    """Mine ``dataset`` for ``units``; under torch.distributed each rank mines its shard.
+
+    The results of the ranks are merged exactly (every rank gets the global top-k).
+
+    Args:
+        model: the network.
+        layer: the layer name.
+        units: the units to mine.
+        dataset: the data to mine (map-style, fixed order).
+        settings: ``k``, ``spatial`` and ``batch_size`` (also the shards' alignment); ``bottom`` is not read.
+        largest: the top-k (``False``: the bottom-k).
+        progress: show a progress bar (outside of torch.distributed).
+
+    Returns:
+        The merged :class:`~interp.optvis.topk.TopK`.
+    """
+    k, spatial, batch_size = settings.k, settings.spatial, settings.batch_size
+    rank, world = distributed()
     n = len(dataset)  # type: ignore[arg-type]
     if world == 1:
         return mine_topk(
@@ -345,13 +399,10 @@ def topk_examples(
     model: nn.Module,
     dataset: Dataset,
     reporter: Reporter,
-    *,
     layer: str,
+    settings: TopKSettings | None = None,
+    *,
     units: Units = None,
-    k: int = 16,
-    batch_size: int = 1024,
-    spatial: str = "max",
-    bottom: bool = False,
     step: int = 0,
     progress: bool = False,
 ) -> Examples:
@@ -369,18 +420,19 @@ def topk_examples(
         model: the network.
         dataset: the data to mine (map-style, fixed order).
         reporter: where pictures and ``topk.pt`` go.
-        layer: the layer name; units: its units (None: all).
-        k: examples per unit; batch_size: inference batch size.
-        spatial: how conv positions are reduced (``max`` or ``mean``).
-        bottom: also the most negative examples.
-        step: the global step the pictures are logged at; progress: show a progress bar.
+        layer: the layer name.
+        settings: the :class:`TopKSettings` (None: the defaults).
+        units: the layer's units (None: all).
+        step: the global step the pictures are logged at.
+        progress: show a progress bar.
 
     Returns:
         The :class:`Examples` mined.
     """
+    settings = settings or TopKSettings()
     unit_list = resolve_units(model, layer, units, example_input(dataset))
-    examples = mine_examples(model, dataset, layer, unit_list, k, spatial, bottom, batch_size, progress)
-    log_examples(model, examples, reporter, layer, unit_list, step, k)
+    examples = mine_examples(model, dataset, layer, unit_list, settings, progress)
+    log_examples(model, examples, reporter, layer, unit_list, step, settings.k)
     return examples
 
 
@@ -389,13 +441,10 @@ def mine_examples(
     dataset: Dataset,
     layer: str,
     units: list[int],
-    k: int,
-    spatial: str = "max",
-    bottom: bool = False,
-    batch_size: int = 1024,
+    settings: TopKSettings,
     progress: bool = False,
 ) -> Examples:
-    """The top-k (and with ``bottom`` the bottom-k) examples of ``units`` of ``layer`` in ``dataset``;
+    """The top-k (and with ``settings.bottom`` the bottom-k) examples of ``units`` of ``layer`` in ``dataset``;
     ``k`` is clipped to the data set's size with one warning.
 
     Args:
@@ -403,37 +452,17 @@ def mine_examples(
         dataset: the data to mine (map-style, fixed order).
         layer: the layer name.
         units: the units to mine.
-        k: examples per unit.
-        spatial: how conv positions are reduced (``max`` or ``mean``).
-        bottom: also the most negative examples.
-        batch_size: inference batch size.
+        settings: examples per unit, reduction, bottom-k, batch size.
         progress: show a progress bar.
 
     Returns:
         The :class:`Examples` (under torch.distributed every rank gets the global result).
     """
-    k = clip_k(k, len(dataset), f"top-k of {layer}")  # type: ignore[arg-type]
-    top = mine(model, layer, units, k, dataset, batch_size, largest=True, spatial=spatial, progress=progress)
-    low = mine(model, layer, units, k, dataset, batch_size, largest=False, spatial=spatial) if bottom else None
-    return Examples(top, low, dataset, spatial)
-
-
-@dataclass(frozen=True)
-class TopKSettings:
-    """What decides a top-k: examples per unit, reduction over conv positions, whether the bottom-k
-    is kept too, and the inference batch size.
-
-    Args:
-        k: examples per unit (>= 1).
-        spatial: ``max`` or ``mean`` over the positions of a conv channel.
-        bottom: keep the most negative examples too.
-        batch_size: inference batch size of the mining (does not change the result).
-    """
-
-    k: int = 16
-    spatial: str = "max"
-    bottom: bool = False
-    batch_size: int = 1024
+    k = clip_k(settings.k, len(dataset), f"top-k of {layer}")  # type: ignore[arg-type]
+    clipped = settings.replace(k=k) if k >= 1 else settings  # an empty data set: mine_topk says so
+    top = mine_with(model, layer, units, dataset, clipped, progress=progress)
+    low = mine_with(model, layer, units, dataset, clipped, largest=False) if settings.bottom else None
+    return Examples(top, low, dataset, settings.spatial)
 
 
 def examples_for(
@@ -474,9 +503,7 @@ def examples_for(
         known = [] if found is None else found.top.units.tolist()
         wanted = list(dict.fromkeys([*known, *units]))
         k = max(settings.k, found.top.k if found is not None else 0)
-        examples = mine_examples(
-            model, dataset, layer, wanted, k, settings.spatial, settings.bottom, settings.batch_size, progress
-        )
+        examples = mine_examples(model, dataset, layer, wanted, settings.replace(k=k), progress)
     if examples is not found:
         store.put(model, step, layer, "topk", filed_as, examples)
     return examples
@@ -530,22 +557,10 @@ def log_examples(
                 f"{float(result.values[row, 0]):.4g}.",
             )
         reporter.histogram(f"{prefix}/best_activation", result.values[:, 0], step)
-    saved: dict[str, torch.Tensor] = {
-        "units": top.units,
-        "values": top.values,
-        "indices": top.indices,
-        "dataset_max": top.values[:, 0].clone(),
-    }
-    if top.positions is not None:
-        saved["positions"] = top.positions
-    labels = Examples(top, low, dataset, spatial).labels()
-    if labels is not None:
-        saved["labels"] = labels
-    if low is not None:
-        saved["bottom_values"], saved["bottom_indices"] = low.values, low.indices
+    record = Examples(top, low, dataset, spatial)  # the rows logged: what topk.pt holds
     if reporter.enabled:  # the atlas draws these; only rank zero writes them
-        saved["hist"], saved["hist_edges"] = activation_histograms(model, layer, units, dataset, spatial)
-    reporter.save(f"topk/{layer}/topk.pt", saved)
+        record.hist, record.hist_edges = activation_histograms(model, layer, units, dataset, spatial)
+    save_record(reporter, layer, record)
 
 
 def _rows_of(t: TopK, rows: list[int], k: int | None = None) -> TopK:

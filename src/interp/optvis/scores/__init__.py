@@ -16,7 +16,7 @@ the input's shape, one pixel (all its channels at once) when the map has one cha
 
 Each returns a small dataclass of CPU tensors (per unit and input) with a ``summary()`` of means. Random draws come
 from a ``torch.Generator`` seeded with ``seed``, or are given explicitly (``subsets=``, ``noise=``), so that another
-implementation (``tests/test_scores.py`` checks every score against Quantus 0.6.0) can use the same draws.
+implementation (``tests/optvis/test_scores.py`` checks every score against Quantus 0.6.0) can use the same draws.
 
 The scores live in submodules by kind (``faithfulness``, ``robustness``, ``complexity``, ``randomization``, and
 ``common`` for what they share); every name is importable from here.

@@ -188,7 +188,7 @@ def insertion(
     swapped: step ``k`` holds the input's values at the first ``min(k * features_per_step, F)`` features of the order
     and the baseline elsewhere, so ``curves[..., 0]`` is the unit's value on the baseline and ``curves[..., -1]`` on
     the input. Quantus 0.6.0 has no insertion metric; its ``PixelFlipping`` run on the baseline images with a
-    perturbation that copies the inputs' values in computes the same curve (``tests/test_scores.py``).
+    perturbation that copies the inputs' values in computes the same curve (``tests/optvis/test_scores.py``).
 
     References:
         Petsiuk, Das and Saenko, "RISE: Randomized input sampling for explanation of black-box models", BMVC 2018.
