@@ -47,6 +47,19 @@ class UserCNN(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-3)
 
 
+def quiet_trainer(tmp_path, callbacks, logger=False, max_epochs=1, **kwargs) -> L.Trainer:
+    """A Trainer for these tests: no progress bar, no model summary, its files under ``tmp_path``."""
+    return L.Trainer(
+        max_epochs=max_epochs,
+        logger=logger,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
+
+
 class UserData(L.LightningDataModule):
     def __init__(self, x, y):
         super().__init__()
@@ -76,14 +89,7 @@ def test_units_out_of_range_are_refused_before_training(tmp_path, mnist_small):
         (TopKExamples("features.3", units=[3, 16]), "unit 16 is out of range: features.3 has 16"),
         (TopKExamples("features.9"), "unknown layer 'features.9'"),
     ):
-        trainer = L.Trainer(
-            max_epochs=1,
-            logger=False,
-            callbacks=[callback],
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            default_root_dir=tmp_path,
-        )
+        trainer = quiet_trainer(tmp_path, [callback])
         model = UserCNN()
         with pytest.raises(InterpError, match=message):
             trainer.fit(model, UserData(x, y))
@@ -103,14 +109,7 @@ def test_callbacks_on_a_user_cnn(tmp_path, mnist_small):
         AttributionCheck(layer="features.3", units=[5], k=4, ig_steps=16, n_check=16),
     ]
     logger = TensorBoardLogger(tmp_path, name="", version="")
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=logger,
-        callbacks=callbacks,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, callbacks, logger=logger)
     trainer.fit(model, UserData(x, y))
     tags = image_tags(tmp_path)
     for tag in (
@@ -179,15 +178,7 @@ def test_scalars_reach_every_logger(tmp_path, mnist_small):
     x, y = mnist_small[0][:256], mnist_small[1][:256]
     cb = Inversion("features.2", n_examples=2, steps=4, split="train", progress=False, on_error="raise")
     loggers = [TensorBoardLogger(tmp_path, name="", version=""), CSVLogger(tmp_path / "csv", name="", version="")]
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=loggers,
-        callbacks=[cb],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        limit_train_batches=2,
-    )
+    trainer = quiet_trainer(tmp_path, [cb], logger=loggers, limit_train_batches=2)
     trainer.fit(UserCNN(), UserData(x, y))
     with open(tmp_path / "csv" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -206,15 +197,7 @@ class Failing(InterpretationCallback):
 
 def _fit_with(tmp_path, callback, x, y):
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        callbacks=[ckpt, callback],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        limit_train_batches=3,
-    )
+    trainer = quiet_trainer(tmp_path, [ckpt, callback], limit_train_batches=3)
     return trainer, UserData(x, y)
 
 
@@ -277,15 +260,7 @@ def test_attribution_check_raises_on_mismatch(tmp_path, mnist_small, monkeypatch
     cb = AttributionCheck(
         "features.0", units=[0], k=2, ig_steps=8, n_check=8, sanity_check=False, on_mismatch="raise", on_error="raise"
     )
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        callbacks=[cb],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        limit_train_batches=1,
-    )
+    trainer = quiet_trainer(tmp_path, [cb], limit_train_batches=1)
     with pytest.raises(AttributionMismatchError, match="disagree with Captum"):
         trainer.fit(UserCNN(), UserData(x, y))
 
@@ -297,14 +272,7 @@ def test_projector_files(tmp_path, trained_mlp, mnist_root):
     dm = MNISTDataModule(root=str(mnist_root), subset=1000, val_size=100, download=False)
     cb = EmbeddingProjector("dense_2", n=200, tsne=True)
     logger = TensorBoardLogger(tmp_path, name="", version="")
-    trainer = L.Trainer(
-        max_epochs=0,
-        logger=logger,
-        callbacks=[cb],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, [cb], max_epochs=0, logger=logger)
     trainer.fit(trained_mlp, dm)  # no epochs: nothing ran yet; run on demand
     cb.run(trainer, trained_mlp)
     assert cb.result.features.shape == (200, 512)
@@ -321,15 +289,7 @@ def test_every_n_epochs_logs_at_each_epoch(tmp_path, mnist_small):
         "features.3", units=[1], steps=4, every_n_epochs=1, run_on_train_end=False, progress=False, on_error="raise"
     )
     logger = TensorBoardLogger(tmp_path, name="", version="")
-    trainer = L.Trainer(
-        max_epochs=2,
-        logger=logger,
-        callbacks=[cb],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        limit_train_batches=2,
-    )
+    trainer = quiet_trainer(tmp_path, [cb], max_epochs=2, logger=logger, limit_train_batches=2)
     trainer.fit(UserCNN(), UserData(x, y))
     steps = []
     for f in tmp_path.glob("events.out.tfevents.*"):
@@ -388,16 +348,7 @@ def _fit_briefly(tmp_path, x, y, callbacks):
     data = UserData(x, y)
     fixed = TensorDataset(x, y)
     data.train_dataloader = lambda: DataLoader(fixed, batch_size=64, shuffle=True)  # type: ignore[method-assign]
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        callbacks=callbacks,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        default_root_dir=tmp_path,
-        limit_train_batches=2,
-    )
+    trainer = quiet_trainer(tmp_path, callbacks, enable_checkpointing=False, limit_train_batches=2)
     trainer.fit(model, data)
     return sorted(p.relative_to(tmp_path) for p in (tmp_path / "interp").rglob("*.png"))
 
