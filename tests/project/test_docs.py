@@ -37,4 +37,7 @@ def test_make_docs_builds_the_api_reference(tmp_path):
     assert "render_units" in optvis and "mine_topk" in optvis
     steps = (out / "interp" / "steps.html").read_text()
     assert "feature_visualization" in steps
-    assert "Warn" not in proc.stderr, proc.stderr[-3000:]
+    # pdoc's own warnings (an annotation it cannot resolve, a broken link): "Warn: ..." lines; a reinstall's pip and
+    # setuptools messages on stderr are not the reference's
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("Warn")]
+    assert not warnings, "\n".join(warnings)
