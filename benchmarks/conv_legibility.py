@@ -69,7 +69,6 @@ from torch.utils.data import TensorDataset
 from benchmarks import legibility as leg
 from benchmarks.common import REPO, data_root, log, machine_header, table, write_section
 from interp.data import MNISTDataModule
-from interp.models.cnn import MnistCNN
 from interp.models.prior import train_prior
 from interp.optvis import objectives as obj
 from interp.optvis import param, render
@@ -87,16 +86,7 @@ K = leg.K
 TARGET_KTH, TARGET_AGREE = 0.90, 0.80
 PNG = REPO / "docs" / "conv2_views.png"
 HEADING = "## Convolutional legibility (benchmarks/conv_legibility.py)"
-SPEC = leg.LayerSpec(
-    "CNN conv2",
-    MnistCNN,
-    ["model=cnn"],
-    "legibility_cnn",
-    "conv2",
-    list(range(32)),
-    "fc1",
-    "runs/legibility_cnn/*/checkpoints/last.ckpt",
-)
+SPEC = leg.CNN_CONV2
 # columns of the PNG (view names; the first two columns are the top-1 digit and the prototype)
 SHOWN = (
     "plain (before)",

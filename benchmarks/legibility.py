@@ -101,6 +101,19 @@ class LayerSpec:
     default_ckpt_glob: str
 
 
+#: the MNIST CNN's last conv layer (also benchmarks/conv_legibility.py's)
+CNN_CONV2 = LayerSpec(
+    "CNN conv2",
+    MnistCNN,
+    ["model=cnn"],
+    "legibility_cnn",
+    "conv2",
+    list(range(32)),
+    "fc1",
+    "runs/legibility_cnn/*/checkpoints/last.ckpt",
+)
+
+
 @dataclass
 class ViewResult:
     images: torch.Tensor  # [U, 1, 28, 28]
@@ -644,18 +657,7 @@ def main() -> None:
         )
     ]
     if not args.skip_cnn:
-        specs.append(
-            LayerSpec(
-                "CNN conv2",
-                MnistCNN,
-                ["model=cnn"],
-                "legibility_cnn",
-                "conv2",
-                list(range(32)),
-                "fc1",
-                "runs/legibility_cnn/*/checkpoints/last.ckpt",
-            )
-        )
+        specs.append(CNN_CONV2)
 
     dm = MNISTDataModule(root=str(data_root()), download=False)
     dm.setup()

@@ -35,9 +35,14 @@ def _intended(name: str) -> set[str]:
 
 
 def _arguments(cls: type) -> set[str]:
-    """The constructor's named parameters (not ``self``, not ``**changes``)."""
-    params = inspect.signature(cls.__init__).parameters.values()
-    return {p.name for p in params if p.name != "self" and p.kind is not p.VAR_KEYWORD}
+    """The named parameters of the constructors along the class's bases (a subclass passes the run arguments on
+    to ``InterpretationCallback`` as ``**options``); not ``self``, not the ``**`` catch-alls."""
+    names = set()
+    for base in cls.__mro__:
+        if "__init__" in vars(base) and base.__module__.startswith("interp."):
+            params = inspect.signature(base.__init__).parameters.values()
+            names |= {p.name for p in params if p.name != "self" and p.kind is not p.VAR_KEYWORD}
+    return names
 
 
 @pytest.mark.parametrize("name", CALLBACKS)

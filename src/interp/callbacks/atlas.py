@@ -22,10 +22,9 @@ class Atlas(InterpretationCallback):
 
     Args:
         settings: an :class:`~interp.steps.atlas.AtlasSettings` (it has none), an empty mapping or None.
-        split: the data set the top-k indices refer to (``train``, as ``TopKExamples`` mines).
-        dataset, every_n_epochs, run_on_train_end, on_error, progress: see
-            :class:`InterpretationCallback`.
-        changes: settings by name (there are none: any name is refused).
+        options: the run arguments of :class:`InterpretationCallback` (``split``: the data set the top-k
+            indices refer to, ``train`` as ``TopKExamples`` mines; ``dataset``, ``every_n_epochs``, ...); a
+            setting by name is refused (there are none).
 
     Raises:
         SettingsError: a name given as a setting.
@@ -34,28 +33,8 @@ class Atlas(InterpretationCallback):
     Settings = AtlasSettings
     result: Path | None
 
-    def __init__(
-        self,
-        settings: AtlasSettings | Mapping[str, Any] | None = None,
-        *,
-        split: str = "train",
-        dataset: Dataset | None = None,
-        every_n_epochs: int = 0,
-        run_on_train_end: bool = True,
-        on_error: str = "warn",
-        progress: bool = True,
-        **changes: Any,
-    ):
-        super().__init__(
-            "",
-            split=split,
-            dataset=dataset,
-            every_n_epochs=every_n_epochs,
-            run_on_train_end=run_on_train_end,
-            on_error=on_error,
-            progress=progress,
-        )
-        self.settings = AtlasSettings.build(settings, "Atlas", **changes)
+    def __init__(self, settings: AtlasSettings | Mapping[str, Any] | None = None, **options: Any):
+        super().__init__("", settings, **options)
 
     def interpret(
         self,

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
 
-from interp.callbacks.base import InterpretationCallback
+from interp.callbacks.base import UnitCallback
 from interp.report import Reporter
 from interp.steps.attribution import AttributionSettings, AttributionSummary, attribute_units
-from interp.steps.common import Units, example_input, resolve_units
+from interp.steps.common import example_input, resolve_units
 from interp.steps.topk import TopKSettings, examples_for
 
 
-class AttributionCheck(InterpretationCallback):
+class AttributionCheck(UnitCallback):
     """Cross-check our layer capture against Captum, and attribute the units' top examples
     (:func:`interp.steps.attribute_units`). ``result`` is an
     :class:`~interp.steps.AttributionSummary`.
@@ -59,32 +58,6 @@ class AttributionCheck(InterpretationCallback):
 
     Settings = AttributionSettings
     result: AttributionSummary | None
-
-    def __init__(
-        self,
-        layer: str,
-        units: Units = None,
-        settings: AttributionSettings | Mapping[str, Any] | None = None,
-        *,
-        split: str = "train",
-        dataset: Dataset | None = None,
-        every_n_epochs: int = 0,
-        run_on_train_end: bool = True,
-        on_error: str = "warn",
-        progress: bool = True,
-        **changes: Any,
-    ):
-        super().__init__(
-            layer,
-            split=split,
-            dataset=dataset,
-            every_n_epochs=every_n_epochs,
-            run_on_train_end=run_on_train_end,
-            on_error=on_error,
-            progress=progress,
-        )
-        self.units = units
-        self.settings = AttributionSettings.build(settings, "AttributionCheck", **changes)
 
     def interpret(
         self,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
 import lightning.pytorch as L
 import torch
@@ -21,6 +21,7 @@ from typing_extensions import override
 
 from interp.errors import InterpError
 from interp.report import Reporter
+from interp.settings import Settings as SettingsBase
 from interp.steps.common import Units, check_layer, example_input, model_example, resolve_units
 from interp.store import ResultStore, store_of
 
@@ -134,9 +135,15 @@ def dataset_of_loader(loader: Any) -> Dataset | None:
 class InterpretationCallback(Callback):
     """Base of the interpretation callbacks.
 
+    A subclass names its settings class in ``Settings`` (a :class:`~interp.settings.Settings`): this constructor
+    builds ``self.settings`` from ``settings`` and the keywords it does not know itself, so a subclass that needs
+    nothing else has no constructor of its own; :class:`UnitCallback` adds the units.
+
     Args:
         layer: layer name as in ``model.named_modules()``.
-        split: which data set of the datamodule to read (``train`` or ``test``).
+        settings: an instance of the subclass's ``Settings``, a mapping of its settings, or None (the defaults).
+        split: which data set of the datamodule to read (``train``, ``test`` or ``val``; None: the subclass's
+            ``default_split``).
         dataset: a map-style dataset to read instead of the datamodule's.
         every_n_epochs: also run at the end of every n-th training epoch (0: only at the end).
         run_on_train_end: run when training ends.
@@ -144,11 +151,19 @@ class InterpretationCallback(Callback):
             re-raises. Checkpoints are written before this callback runs either way. Wrong
             layers, units or input shapes are refused when fitting starts, whatever this says.
         progress: show progress bars (only when the trainer shows its own).
+        changes: settings by name, over ``settings`` (``steps=64``); how Hydra's config keys arrive.
 
     After a run, ``result`` holds what the step returned.
+
+    Raises:
+        SettingsError: a name that is not a setting, or a setting that cannot work.
     """
 
     needs_data: bool = True
+    #: the subclass's settings class (None: a callback without settings, which takes no ``changes``)
+    Settings: ClassVar[type[SettingsBase] | None] = None
+    #: the data set read when ``split`` is not given
+    default_split: ClassVar[str] = "train"
 
     @property
     def units(self) -> Units:
@@ -162,15 +177,23 @@ class InterpretationCallback(Callback):
     def __init__(
         self,
         layer: str,
+        settings: SettingsBase | Mapping[str, Any] | None = None,
         *,
-        split: str = "train",
+        split: str | None = None,
         dataset: Dataset | None = None,
         every_n_epochs: int = 0,
         run_on_train_end: bool = True,
         on_error: str = "warn",
         progress: bool = True,
+        **changes: Any,
     ):
         super().__init__()
+        split = self.default_split if split is None else split
+        if self.Settings is not None:
+            self.settings: Any = self.Settings.build(settings, type(self).__name__, **changes)
+        elif settings is not None or changes:
+            unknown = next(iter(changes), "settings")
+            raise CallbackArgumentError(f"{type(self).__name__}: unknown argument {unknown!r}: it has no settings")
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         if split not in ("train", "test", "val"):
@@ -372,3 +395,22 @@ class InterpretationCallback(Callback):
         check_layer(model, self.layer)
         if example is not None and self.units is not None:
             resolve_units(model, self.layer, self.units, example)
+
+
+class UnitCallback(InterpretationCallback):
+    """Base of the callbacks that interpret units of a layer: :class:`InterpretationCallback` with ``units``.
+
+    Args:
+        layer: layer name.
+        units: unit numbers (an int, a list or a range); None: every unit of the layer. A string (the config's
+            ``"0-7"``) is refused with its Python spelling.
+        settings: as for :class:`InterpretationCallback`.
+        options: the run arguments of :class:`InterpretationCallback` (``split``, ``dataset``,
+            ``every_n_epochs``, ``run_on_train_end``, ``on_error``, ``progress``) and settings by name.
+    """
+
+    def __init__(
+        self, layer: str, units: Units = None, settings: SettingsBase | Mapping[str, Any] | None = None, **options: Any
+    ):
+        super().__init__(layer, settings, **options)
+        self.units = units

@@ -26,8 +26,8 @@ class DeepDream(InterpretationCallback):
         images: image paths, a tensor [N, C, H, W] / [C, H, W] in [0, 1], or None for the
             shipped face photo.
         note: added to the picture's title (``visualize`` writes RANDOM WEIGHTS there).
-        every_n_epochs, run_on_train_end, on_error, progress: see :class:`InterpretationCallback`.
-        changes: settings by name, over ``settings`` (``octaves=2``, ``size=None``).
+        options: the run arguments of :class:`InterpretationCallback` (``every_n_epochs``, ``run_on_train_end``,
+            ``on_error``, ``progress``) and settings by name, over ``settings`` (``octaves=2``, ``size=None``).
 
     Raises:
         SettingsError: a name that is not a setting, or a value that cannot work.
@@ -44,21 +44,10 @@ class DeepDream(InterpretationCallback):
         *,
         images: Images = None,
         note: str | None = None,
-        every_n_epochs: int = 0,
-        run_on_train_end: bool = True,
-        on_error: str = "warn",
-        progress: bool = True,
-        **changes: Any,
+        **options: Any,
     ):
-        super().__init__(
-            layer,
-            every_n_epochs=every_n_epochs,
-            run_on_train_end=run_on_train_end,
-            on_error=on_error,
-            progress=progress,
-        )
+        super().__init__(layer, settings, **options)
         self.images, self.note = images, note
-        self.settings = DreamSettings.build(settings, "DeepDream", **changes)
 
     def interpret(
         self,

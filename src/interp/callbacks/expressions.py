@@ -26,8 +26,9 @@ class Expressions(InterpretationCallback):
         settings: an :class:`~interp.steps.expressions.ExpressionSettings` (``face_box``, ``steps``, ..., where their
             defaults and docs live), a mapping of them, or None (the defaults).
         image: the photo (None: the shipped portrait); only its first image is used.
-        every_n_epochs, run_on_train_end, on_error, progress: see :class:`InterpretationCallback`.
-        changes: settings by name, over ``settings`` (``steps=64``, ``face_box=[25, 75, 80, 80]``).
+        options: the run arguments of :class:`InterpretationCallback` (``every_n_epochs``, ``run_on_train_end``,
+            ``on_error``, ``progress``) and settings by name, over ``settings`` (``steps=64``,
+            ``face_box=[25, 75, 80, 80]``).
 
     Raises:
         SettingsError: a name that is not a setting, or a value that cannot work.
@@ -43,21 +44,10 @@ class Expressions(InterpretationCallback):
         settings: ExpressionSettings | Mapping[str, Any] | None = None,
         *,
         image: Images = None,
-        every_n_epochs: int = 0,
-        run_on_train_end: bool = True,
-        on_error: str = "warn",
-        progress: bool = True,
-        **changes: Any,
+        **options: Any,
     ):
-        super().__init__(
-            layer,
-            every_n_epochs=every_n_epochs,
-            run_on_train_end=run_on_train_end,
-            on_error=on_error,
-            progress=progress,
-        )
+        super().__init__(layer, settings, **options)
         self.image = image
-        self.settings = ExpressionSettings.build(settings, "Expressions", **changes)
 
     def interpret(
         self,

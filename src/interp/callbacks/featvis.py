@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from interp.callbacks.base import InterpretationCallback
+from interp.callbacks.base import UnitCallback
 from interp.errors import InterpError
 from interp.report import Reporter
-from interp.steps.common import Units, example_input, model_example, resolve_units
+from interp.steps.common import example_input, model_example, resolve_units
 from interp.steps.featvis import FeatVisSettings, ViewInputs, Views, feature_visualization
 from interp.steps.topk import Examples, TopKSettings, examples_for
 from interp.store import ResultStore
@@ -136,7 +136,7 @@ def run_examples(
     return examples_for(store, key, dataset, units, TopKSettings(k=k, spatial="max"))
 
 
-class FeatureVisualization(InterpretationCallback):
+class FeatureVisualization(UnitCallback):
     """Optimize one input per unit and view (all units of a view in one batched run) and log each
     (:func:`interp.steps.feature_visualization`). When a :class:`TopKExamples` on the same layer
     ran before it, the achieved activation is also logged as a ratio to the unit's dataset
@@ -169,33 +169,15 @@ class FeatureVisualization(InterpretationCallback):
     Settings = FeatVisSettings
     settings: FeatVisSettings
 
-    def __init__(
-        self,
-        layer: str,
-        units: Units = None,
-        settings: FeatVisSettings | Mapping[str, Any] | None = None,
-        *,
-        split: str = "train",
-        dataset: Dataset | None = None,
-        every_n_epochs: int = 0,
-        run_on_train_end: bool = True,
-        on_error: str = "warn",
-        progress: bool = True,
-        **changes: Any,
-    ):
-        super().__init__(
-            layer,
-            split=split,
-            dataset=dataset,
-            every_n_epochs=every_n_epochs,
-            run_on_train_end=run_on_train_end,
-            on_error=on_error,
-            progress=progress,
-        )
-        self.settings = FeatVisSettings.build(settings, "FeatureVisualization", **changes)
-        self.units = units
-        self.needs_examples = self.settings.needs_examples
-        self.needs_data = any(v != "plain" for v in self.settings.views) or self.needs_examples
+    @property
+    def needs_examples(self) -> bool:
+        """Whether the views need the layer's top-k examples (``prototype``, ``kind="peak"``, a relative L1)."""
+        return self.settings.needs_examples
+
+    @property
+    def needs_data(self) -> bool:  # type: ignore[override]
+        """Whether the callback reads data: a view other than ``plain``, or one that needs examples."""
+        return any(v != "plain" for v in self.settings.views) or self.needs_examples
 
     def interpret(
         self,

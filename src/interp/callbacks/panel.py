@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
-from interp.callbacks.base import InterpretationCallback
+from interp.callbacks.base import UnitCallback
 from interp.callbacks.featvis import FeatureVisualization, view_inputs
 from interp.callbacks.topk import TopKExamples
 from interp.report import Reporter
@@ -18,7 +18,7 @@ from interp.steps.panel import PanelInputs, PanelSettings, unit_panels
 from interp.steps.topk import TopKSettings, examples_for
 
 
-class UnitPanel(InterpretationCallback):
+class UnitPanel(UnitCallback):
     """For each unit one image: the grid of its maximal-activation examples on the left, the
     input optimized for it on the right (:func:`interp.steps.unit_panels`), tag
     ``interp/panel/<layer>/unit_XXX``. ``result`` maps each unit to its PNG path; ``settings`` is a
@@ -38,9 +38,9 @@ class UnitPanel(InterpretationCallback):
         settings: a :class:`~interp.steps.panel.PanelSettings`, a mapping of its settings, or None
             (the defaults).
         topk, featvis: callbacks whose results to use.
-        split, dataset, every_n_epochs, run_on_train_end, on_error, progress: see
-            :class:`InterpretationCallback`.
-        changes: settings by name (``k=9``, ``steps=64``) replacing those of ``settings``.
+        options: the run arguments of :class:`InterpretationCallback` (``split``, ``dataset``,
+            ``every_n_epochs``, ``run_on_train_end``, ``on_error``, ``progress``) and settings by name
+            (``k=9``, ``steps=64``) replacing those of ``settings``.
 
     Raises:
         SettingsError: an unknown setting or one that cannot work.
@@ -58,25 +58,9 @@ class UnitPanel(InterpretationCallback):
         *,
         topk: TopKExamples | None = None,
         featvis: FeatureVisualization | None = None,
-        split: str = "train",
-        dataset: Dataset | None = None,
-        every_n_epochs: int = 0,
-        run_on_train_end: bool = True,
-        on_error: str = "warn",
-        progress: bool = True,
-        **changes: Any,
+        **options: Any,
     ):
-        super().__init__(
-            layer,
-            split=split,
-            dataset=dataset,
-            every_n_epochs=every_n_epochs,
-            run_on_train_end=run_on_train_end,
-            on_error=on_error,
-            progress=progress,
-        )
-        self.settings = PanelSettings.build(settings, "UnitPanel", **changes)
-        self.units = units
+        super().__init__(layer, units, settings, **options)
         self.topk, self.featvis = topk, featvis
 
     def interpret(

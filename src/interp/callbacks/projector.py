@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -31,31 +30,8 @@ class EmbeddingProjector(InterpretationCallback):
     """
 
     Settings = ProjectorSettings
+    default_split = "test"
     result: Embedding | None
-
-    def __init__(
-        self,
-        layer: str,
-        settings: ProjectorSettings | Mapping[str, Any] | None = None,
-        *,
-        split: str = "test",
-        dataset: Dataset | None = None,
-        every_n_epochs: int = 0,
-        run_on_train_end: bool = True,
-        on_error: str = "warn",
-        progress: bool = True,
-        **changes: Any,
-    ):
-        super().__init__(
-            layer,
-            split=split,
-            dataset=dataset,
-            every_n_epochs=every_n_epochs,
-            run_on_train_end=run_on_train_end,
-            on_error=on_error,
-            progress=progress,
-        )
-        self.settings = ProjectorSettings.build(settings, "EmbeddingProjector", **changes)
 
     def interpret(
         self,

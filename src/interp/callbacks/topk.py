@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
 
-from interp.callbacks.base import InterpretationCallback
+from interp.callbacks.base import UnitCallback
 from interp.report import Reporter
-from interp.steps.common import Units, example_input, resolve_units
+from interp.steps.common import example_input, resolve_units
 from interp.steps.topk import Examples, TopKSettings, examples_for, log_examples
 
 
-class TopKExamples(InterpretationCallback):
+class TopKExamples(UnitCallback):
     """Log, for each unit, the grid of the ``k`` examples of the data that activate it most
     (:func:`interp.steps.topk_examples`). ``result`` is an :class:`~interp.steps.Examples`.
 
@@ -33,32 +32,6 @@ class TopKExamples(InterpretationCallback):
 
     Settings = TopKSettings
     result: Examples | None
-
-    def __init__(
-        self,
-        layer: str,
-        units: Units = None,
-        settings: TopKSettings | Mapping[str, Any] | None = None,
-        *,
-        split: str = "train",
-        dataset: Dataset | None = None,
-        every_n_epochs: int = 0,
-        run_on_train_end: bool = True,
-        on_error: str = "warn",
-        progress: bool = True,
-        **changes: Any,
-    ):
-        super().__init__(
-            layer,
-            split=split,
-            dataset=dataset,
-            every_n_epochs=every_n_epochs,
-            run_on_train_end=run_on_train_end,
-            on_error=on_error,
-            progress=progress,
-        )
-        self.units = units
-        self.settings = TopKSettings.build(settings, "TopKExamples", **changes)
 
     def interpret(
         self,

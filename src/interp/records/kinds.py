@@ -73,15 +73,7 @@ class FeatVisRecord(Record):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path | str = "") -> FeatVisRecord:
-        """See :meth:`Record.from_dict`.
-
-        Args:
-            data: what the file holds.
-            path: the file, for the errors.
-
-        Returns:
-            The record.
-        """
+        """The record of a file's content, checked field by field (:meth:`Record.from_dict`)."""
         units = _units(data, path, cls.KIND)
         statistic = data.get("statistic", "")
         if not isinstance(statistic, str):
@@ -138,15 +130,7 @@ class TemplatesRecord(Record):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path | str = "") -> TemplatesRecord:
-        """See :meth:`Record.from_dict`.
-
-        Args:
-            data: what the file holds.
-            path: the file, for the errors.
-
-        Returns:
-            The record.
-        """
+        """The record of a file's content, checked field by field (:meth:`Record.from_dict`)."""
         units = _units(data, path, cls.KIND)
         return cls(units, _tensor(data, "weights", path, cls.KIND, len(units)))
 
@@ -206,15 +190,7 @@ class TopKRecord(Record):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path | str = "") -> TopKRecord:
-        """See :meth:`Record.from_dict`.
-
-        Args:
-            data: what the file holds.
-            path: the file, for the errors.
-
-        Returns:
-            The record.
-        """
+        """The record of a file's content, checked field by field (:meth:`Record.from_dict`)."""
         units = _units(data, path, cls.KIND)
         n, kind = len(units), cls.KIND
         values = _tensor(data, "values", path, kind, n)
@@ -308,15 +284,7 @@ class AttributionRecord(Record):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path | str = "") -> AttributionRecord:
-        """See :meth:`Record.from_dict`.
-
-        Args:
-            data: what the file holds.
-            path: the file, for the errors.
-
-        Returns:
-            The record.
-        """
+        """The record of a file's content, checked field by field (:meth:`Record.from_dict`)."""
         units = _units(data, path, cls.KIND)
         n, kind = len(units), cls.KIND
         maps = {m: _tensor(data, m, path, kind, n) for m in _names(data, "methods", path, kind)}
@@ -385,13 +353,5 @@ class ExpressionsRecord(Record):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path | str = "") -> ExpressionsRecord:
-        """See :meth:`Record.from_dict`.
-
-        Args:
-            data: what the file holds.
-            path: the file, for the errors.
-
-        Returns:
-            The record.
-        """
+        """The record of a file's content, checked field by field (:meth:`Record.from_dict`)."""
         return cls(**{f.name: _tensor(data, f.name, path, cls.KIND) for f in fields(cls)})

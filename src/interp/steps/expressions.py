@@ -40,13 +40,13 @@ SHOWN = 224
 """Side in pixels of each picture in the summary."""
 
 
-@dataclass
-class ClassPictures:
-    """What :func:`expressions` returns (CPU tensors).
+class ClassPictures(ExpressionsRecord):
+    """What :func:`expressions` returns (CPU tensors): the :class:`~interp.records.ExpressionsRecord` that
+    ``expressions.pt`` holds, with the class names.
 
     Row ``i`` of ``rendered`` and ``accentuated`` is class ``names[i]``.
 
-    Attributes:
+    Args:
         names: the class names.
         face: the face crop, [1, 3, S, S].
         face_probs: the network's probabilities of every class for the face, [N].
@@ -57,13 +57,18 @@ class ClassPictures:
         accentuated_probs: the probabilities for each accentuation, [N, N].
     """
 
-    names: list[str]
-    face: torch.Tensor
-    face_probs: torch.Tensor
-    rendered: torch.Tensor
-    rendered_probs: torch.Tensor
-    accentuated: torch.Tensor
-    accentuated_probs: torch.Tensor
+    def __init__(
+        self,
+        names: list[str],
+        face: torch.Tensor,
+        face_probs: torch.Tensor,
+        rendered: torch.Tensor,
+        rendered_probs: torch.Tensor,
+        accentuated: torch.Tensor,
+        accentuated_probs: torch.Tensor,
+    ) -> None:
+        super().__init__(face, face_probs, rendered, rendered_probs, accentuated, accentuated_probs)
+        self.names = names
 
 
 def log_probability(layer: str, classes: Sequence[int]) -> obj.Objective:
@@ -294,6 +299,5 @@ def expressions(
     table_rows += [(f"accentuated {n}", accentuated_probs[c]) for c, n in enumerate(names)]
     reporter.text(f"expressions/{layer}/table", _table(names, table_rows), step)
     result = ClassPictures(names, face, face_probs, rendered, rendered_probs, accentuated, accentuated_probs)
-    record = ExpressionsRecord(face, face_probs, rendered, rendered_probs, accentuated, accentuated_probs)
-    save_record(reporter, layer, record)
+    save_record(reporter, layer, result)
     return result
